@@ -1,0 +1,345 @@
+"""Retrieval quality and latency on docstring-to-code test sets built from installed packages.
+
+For each package (click, jinja2, pygments) the source is copied with every function docstring
+removed; the first sentence of each removed docstring is a query, and its answer is that
+function's line range in the copy. The copy is indexed with the real `CodeIndex` and searched
+with the real `HybridRetriever` in three modes: keyword-only, dense-only and hybrid (RRF).
+The same sets are also indexed with a fixed 40-line window chunker, to measure what
+syntax-aware chunking buys. Latency is measured warm (models loaded, index open) on one index
+holding every copy plus padding source, at >= 10,000 chunks.
+
+A result is a hit when it shows most of the answer or lies mostly inside it: the overlap is at
+least half of the function's lines or at least half of the result's lines. This is fair to
+both chunkers (a window that contains a small function is a hit; one chunk of a long,
+split function is a hit).
+
+Run (about 5-10 minutes on 2 cores, most of it embedding):
+    nice .venv/bin/python bench/retrieval_bench.py [--max-queries 300] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+import inspect
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hybrid_llm.config import Config  # noqa: E402
+from hybrid_llm.rag.chunk import Chunk  # noqa: E402
+from hybrid_llm.rag.chunker import CodeChunker  # noqa: E402
+from hybrid_llm.rag.retriever import HybridRetriever  # noqa: E402
+
+PACKAGES = ("click", "jinja2", "pygments")
+PADDING_PACKAGES = ("rich", "pip")  # only to bring the latency index to 10,000 chunks
+LATENCY_CHUNKS = 10_000
+MODES = {"keyword": (0.0, 1.0), "dense": (1.0, 0.0), "hybrid": None}  # (dense, keyword) weights
+K = 10
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str
+    path: str
+    start_line: int
+    end_line: int
+
+
+# ---------------------------------------------------------------- test sets
+
+
+def _first_sentence(docstring: str) -> str:
+    paragraph = inspect.cleandoc(docstring).split("\n\n")[0]
+    text = " ".join(paragraph.split())
+    return re.split(r"(?<=[.!?])\s", text)[0].strip()
+
+
+def strip_docstrings(source: str, rel_path: str) -> tuple[str, list[Query]]:
+    """The source without function docstrings, and one query per removed docstring."""
+    tree = ast.parse(source)
+    lines = source.split("\n")
+    removed: set[int] = set()  # 1-based lines dropped
+    replaced: dict[int, str] = {}  # 1-based line -> new text (a docstring-only body gets `pass`)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        doc = node.body[0] if node.body else None
+        if not (isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)
+                and isinstance(doc.value.value, str)):
+            continue
+        first, last = doc.lineno, doc.end_lineno or doc.lineno
+        before = lines[first - 1][: doc.col_offset]
+        after = lines[last - 1][doc.end_col_offset:]
+        if before.strip() or after.strip():
+            continue  # shares a line with code: leave it
+        if len(node.body) == 1:
+            replaced[first] = before + "pass"
+            removed.update(range(first + 1, last + 1))
+        else:
+            removed.update(range(first, last + 1))
+        start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        found.append((doc.value.value, start, node.end_lineno or node.lineno))
+    kept_before = np.cumsum([0] + [0 if n in removed else 1 for n in range(1, len(lines) + 1)])
+    new_lines = [replaced.get(n, line) for n, line in enumerate(lines, start=1) if n not in removed]
+    queries = [
+        Query(_first_sentence(doc), rel_path, int(kept_before[start]), int(kept_before[end]))
+        for doc, start, end in found
+    ]
+    return "\n".join(new_lines), queries
+
+
+def build_set(package: str, destination: Path) -> list[Query]:
+    """Copy a package's .py files without function docstrings; return the usable queries."""
+    source_root = Path(importlib.util.find_spec(package).submodule_search_locations[0])
+    queries: list[Query] = []
+    for path in sorted(source_root.rglob("*.py")):
+        rel_path = f"{package}/{path.relative_to(source_root).as_posix()}"
+        text, found = strip_docstrings(path.read_text(encoding="utf-8"), rel_path)
+        target = destination / rel_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        queries.extend(found)
+    # A query needs a few words to be a request, and one answer to be gradable.
+    counts: dict[str, int] = {}
+    for query in queries:
+        counts[query.text] = counts.get(query.text, 0) + 1
+    return [q for q in queries if len(q.text.split()) >= 3 and counts[q.text] == 1]
+
+
+# ---------------------------------------------------------------- systems under test
+
+
+class LineWindowChunker:
+    """The baseline: fixed windows of `lines` lines, header = path, no symbols."""
+
+    def __init__(self, lines: int = 40):
+        self.lines = lines
+
+    def chunk(self, rel_path: str, text: str, language: str | None = None) -> list[Chunk]:
+        lines = text.split("\n")
+        return [
+            Chunk(rel_path, "python", start + 1, min(start + self.lines, len(lines)),
+                  "\n".join(lines[start:start + self.lines]), None, rel_path)
+            for start in range(0, len(lines), self.lines)
+            if "\n".join(lines[start:start + self.lines]).strip()
+        ]
+
+
+class CachingEmbedder:
+    """Embeds each distinct text once for the whole run: the same chunks appear in the
+    per-package indexes and again in the latency index."""
+
+    def __init__(self, embedder):
+        self.embedder = embedder
+        self.cache: dict[str, np.ndarray] = {}
+        self.embedded = 0
+
+    def __getattr__(self, name):
+        return getattr(self.embedder, name)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if missing:
+            for text, vector in zip(missing, self.embedder.embed(missing)):
+                self.cache[text] = vector
+            self.embedded += len(missing)
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        return np.stack([self.cache[t] for t in texts])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embedder.embed_query(text)
+
+
+def _open_index(repo: Path, index_dir: Path, embedder, chunker):
+    from hybrid_llm.rag.index import CodeIndex
+
+    config = Config()
+    config.rag.index_dir = str(index_dir)
+    index = CodeIndex.open(repo, config, embedder=embedder, chunker=chunker)
+    started = time.perf_counter()
+    index.update()
+    return index, time.perf_counter() - started
+
+
+def _is_hit(result: Chunk, query: Query) -> bool:
+    if result.path != query.path:
+        return False
+    overlap = min(result.end_line, query.end_line) - max(result.start_line, query.start_line) + 1
+    if overlap <= 0:
+        return False
+    answer_lines = query.end_line - query.start_line + 1
+    result_lines = result.end_line - result.start_line + 1
+    return overlap >= answer_lines / 2 or overlap >= result_lines / 2
+
+
+def evaluate(index, queries: list[Query], mode: str, config: Config) -> dict[str, float]:
+    weights = MODES[mode]
+    if weights is not None:
+        config = config.model_copy(deep=True)
+        config.rag.dense_weight, config.rag.keyword_weight = weights
+    retriever = HybridRetriever(index, config)
+    hit1 = hit5 = reciprocal = 0.0
+    for query in queries:
+        results = retriever.retrieve(query.text, k=K)
+        rank = next((n for n, r in enumerate(results, 1) if _is_hit(r.chunk, query)), None)
+        hit1 += rank == 1
+        hit5 += rank is not None and rank <= 5
+        reciprocal += 1 / rank if rank else 0.0
+    n = max(len(queries), 1)
+    return {"hit@1": hit1 / n, "hit@5": hit5 / n, "mrr@10": reciprocal / n}
+
+
+def measure_latency(index, queries: list[Query], config: Config) -> dict[str, float]:
+    retriever = HybridRetriever(index, config)
+    for query in queries[:10]:  # warm: caches, first-call allocations
+        retriever.retrieve(query.text, k=K)
+    timings = []
+    for query in queries:
+        started = time.perf_counter()
+        retriever.retrieve(query.text, k=K)
+        timings.append((time.perf_counter() - started) * 1000)
+    timings.sort()
+    return {
+        "p50_ms": statistics.median(timings),
+        "p95_ms": timings[int(0.95 * (len(timings) - 1))],
+        "queries": len(timings),
+    }
+
+
+# ---------------------------------------------------------------- report
+
+
+def _table(results: dict) -> str:
+    rows = ["| set | chunker | mode | hit@1 | hit@5 | MRR@10 |", "|---|---|---|---|---|---|"]
+    for key, metrics in results.items():
+        package, chunker, mode = key.split("/")
+        rows.append(f"| {package} | {chunker} | {mode} | {metrics['hit@1']:.3f} | "
+                    f"{metrics['hit@5']:.3f} | {metrics['mrr@10']:.3f} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--packages", nargs="+", default=list(PACKAGES))
+    parser.add_argument("--max-queries", type=int, default=300,
+                        help="queries sampled per set (seeded), to keep the run short")
+    parser.add_argument("--no-window", action="store_true", help="skip the 40-line baseline")
+    parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--max-chars", type=int, default=None, help="chunk budget override")
+    parser.add_argument("--json", type=Path, help="also write all figures here")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    work = Path(tempfile.mkdtemp(prefix="retrieval-bench-"))
+    os.environ["HYBRID_LLM_HOME"] = str(work / "home")
+    from hybrid_llm.rag.embedder import default_embedder
+
+    started = time.perf_counter()
+    embedder = CachingEmbedder(default_embedder())
+    config = Config()
+    chunkers = {"tree-sitter": CodeChunker(args.max_chars) if args.max_chars else CodeChunker()}
+    if not args.no_window:
+        chunkers["window-40"] = LineWindowChunker(40)
+    results: dict[str, dict[str, float]] = {}
+    sizes: dict[str, dict[str, int]] = {}
+    rng = random.Random(0)
+    try:
+        for package in args.packages:
+            queries = build_set(package, work / "sets" / package)
+            if len(queries) > args.max_queries:
+                queries = rng.sample(queries, args.max_queries)
+            sizes[package] = {"queries": len(queries)}
+            for name, chunker in chunkers.items():
+                index, seconds = _open_index(work / "sets" / package,
+                                             work / "idx" / f"{package}-{name}", embedder, chunker)
+                sizes[package][f"chunks_{name}"] = index.status().chunks
+                print(f"{package} [{name}]: {index.status().chunks} chunks indexed in "
+                      f"{seconds:.0f}s, {len(queries)} queries", file=sys.stderr)
+                for mode in MODES:
+                    results[f"{package}/{name}/{mode}"] = evaluate(index, queries, mode, config)
+                index.close()
+        print(_table(results))
+        _print_means(results, args.packages, chunkers)
+        latency = None if args.no_latency else _latency(work, args.packages, embedder, config,
+                                                         chunkers["tree-sitter"])
+        if latency:
+            print(f"\nlatency (hybrid, warm, k={K}): p50 {latency['p50_ms']:.1f} ms, "
+                  f"p95 {latency['p95_ms']:.1f} ms over {latency['queries']} queries at "
+                  f"{latency['chunks']} chunks")
+        print(f"\nsets: {json.dumps(sizes)}; embedded {embedder.embedded} distinct texts; "
+              f"total {time.perf_counter() - started:.0f}s")
+        if args.json:
+            args.json.write_text(json.dumps({"results": results, "sizes": sizes,
+                                             "latency": latency}, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _print_means(results: dict, packages: list[str], chunkers: dict) -> None:
+    print("\nmean over sets:")
+    for name in chunkers:
+        for mode in MODES:
+            rows = [results[f"{p}/{name}/{mode}"] for p in packages]
+            means = {m: statistics.mean(r[m] for r in rows) for m in ("hit@1", "hit@5", "mrr@10")}
+            print(f"  {name:12} {mode:8} hit@1 {means['hit@1']:.3f}  hit@5 {means['hit@5']:.3f}"
+                  f"  MRR@10 {means['mrr@10']:.3f}")
+
+
+def _chunk_count(chunker, path: Path, repo: Path) -> int:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return len(chunker.chunk(path.relative_to(repo).as_posix(), text))
+
+
+def _padding_files() -> list[Path]:
+    files = []
+    for package in PADDING_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        if spec and spec.submodule_search_locations:
+            files.extend(sorted(Path(spec.submodule_search_locations[0]).rglob("*.py")))
+    return files
+
+
+def _latency(work: Path, packages: list[str], embedder, config: Config, chunker) -> dict:
+    """One index with every set plus padding packages until it holds >= 10,000 chunks."""
+    repo = work / "latency"
+    queries: list[Query] = []
+    for package in packages:
+        shutil.copytree(work / "sets" / package, repo, dirs_exist_ok=True)
+        queries.extend(build_set(package, work / "scratch" / package))
+    chunks = sum(_chunk_count(chunker, path, repo) for path in repo.rglob("*.py"))
+    for path in _padding_files():
+        if chunks >= LATENCY_CHUNKS:
+            break
+        target = repo / "padding" / path.relative_to(path.parents[-2])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        chunks += _chunk_count(chunker, target, repo)
+    index, seconds = _open_index(repo, work / "idx" / "latency", embedder, chunker)
+    print(f"latency index: {index.status().chunks} chunks ({seconds:.0f}s)", file=sys.stderr)
+    sample = random.Random(1).sample(queries, min(300, len(queries)))
+    latency = measure_latency(index, sample, config)
+    latency["chunks"] = index.status().chunks
+    index.close()
+    return latency
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,225 @@
+"""One coding request end to end: retrieve, assemble the prompt, stream the answer, log it.
+
+The REPL's `/code` and `/web` and the `hybrid-llm ask` command all go through `Coder.ask`, so
+timings, sources and the conversation behave the same everywhere. Data flows one way:
+coder -> (retriever, web passages) -> prompt builder -> backend -> `on_token`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from hybrid_llm.config import Config
+from hybrid_llm.llm.base import Backend
+from hybrid_llm.llm.prompt import BuiltPrompt, PromptBuilder, Turn
+from hybrid_llm.llm.provider import BackendProvider
+from hybrid_llm.net.passage import WebPassage
+from hybrid_llm.rag.chunk import RetrievedChunk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A span of the user's codebase that was in the prompt."""
+
+    path: str
+    start_line: int
+    end_line: int
+
+    @property
+    def citation(self) -> str:
+        return f"{self.path}:{self.start_line}-{self.end_line}"
+
+
+@dataclass
+class Answer:
+    """The model's answer and what it was based on.
+
+    `timings` holds retrieval_ms, prompt_tokens, ttft_ms (from the request, retrieval and any
+    wait for the model included), completion_tokens, decode_tok_per_s and total_ms, plus
+    index_ms, load_wait_ms and prefill_ms for the curious.
+    """
+
+    text: str
+    sources: list[Source] = field(default_factory=list)
+    web_sources: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    cancelled: bool = False
+    request_id: str | None = None
+
+
+class Retriever(Protocol):
+    def retrieve(self, query: str, k: int = 8) -> list[RetrievedChunk]: ...
+
+
+RetrieverFactory = Callable[[Path, Config, Callable[[Any], None] | None], Retriever]
+
+
+def open_retriever(
+    repo: Path, config: Config, progress: Callable[[Any], None] | None = None
+) -> Retriever:
+    """The hybrid retriever over `repo`'s index, brought up to date first (incrementally)."""
+    from hybrid_llm.rag.index import CodeIndex
+    from hybrid_llm.rag.retriever import HybridRetriever
+
+    index = CodeIndex.open(repo, config)
+    index.update(progress=progress)
+    return HybridRetriever(index, config)
+
+
+class Coder:
+    """A conversation with the model about one codebase (or none)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        backend_provider: BackendProvider | None = None,
+        request_log: Any | None = None,
+        retriever_factory: RetrieverFactory = open_retriever,
+        index_progress: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.provider = backend_provider or BackendProvider(config)
+        self.request_log = request_log
+        self._retriever_factory = retriever_factory
+        self._index_progress = index_progress
+        self._history: list[Turn] = []
+        self._cancelled = threading.Event()
+
+    @property
+    def history(self) -> Sequence[Turn]:
+        return tuple(self._history)
+
+    def ask(
+        self,
+        request: str,
+        *,
+        repo: Path | None,
+        use_rag: bool = True,
+        web_passages: Sequence[WebPassage] = (),
+        on_token: Callable[[str], None] | None = None,
+    ) -> Answer:
+        """Answer `request`, streaming pieces to `on_token`; `cancel()` keeps the partial text."""
+        self._cancelled.clear()
+        start = time.perf_counter()
+        self.provider.start_loading()  # overlaps with retrieval when not loaded yet
+        timings: dict[str, float] = {"index_ms": 0.0, "retrieval_ms": 0.0}
+        chunks: list[RetrievedChunk] = []
+        if use_rag and repo is not None and self.config.rag.enabled:
+            chunks = self._retrieve(repo, request, timings)
+        waited = time.perf_counter()
+        backend = self.provider.get()
+        timings["load_wait_ms"] = _ms(time.perf_counter() - waited)
+        if self._cancelled.is_set():
+            return Answer("", timings=timings, cancelled=True)
+        generation = self.config.generation
+        built = PromptBuilder(
+            backend.count_tokens,
+            context_length=backend.context_length,
+            max_tokens=generation.max_tokens,
+        ).build(request, chunks=chunks, passages=web_passages, history=self._history)
+        text, first_token_at, stream_start = self._generate(backend, built, on_token)
+        end = time.perf_counter()
+        cancelled = self._cancelled.is_set()
+        completion_tokens = backend.count_tokens(text) if text else 0
+        timings.update(
+            prompt_tokens=built.tokens,
+            ttft_ms=_ms((first_token_at or end) - start),
+            prefill_ms=_ms((first_token_at or end) - stream_start),
+            completion_tokens=completion_tokens,
+            decode_tok_per_s=_rate(completion_tokens - 1, end - (first_token_at or end)),
+            total_ms=_ms(end - start),
+        )
+        self._history.append(
+            Turn(built.user_message, text, frozenset(c.chunk.citation for c in built.chunks))
+        )
+        answer = Answer(
+            text=text,
+            sources=[Source(c.chunk.path, c.chunk.start_line, c.chunk.end_line) for c in built.chunks],
+            web_sources=[passage.url for passage in built.passages],
+            timings=timings,
+            cancelled=cancelled,
+        )
+        answer.request_id = self._log(request, built, answer, backend.name)
+        return answer
+
+    def cancel(self) -> None:
+        """Stop the running request from another thread; `ask` returns what it has so far."""
+        self._cancelled.set()
+        if self.provider.ready:
+            try:
+                self.provider.get(timeout=0).cancel()
+            except Exception:  # noqa: BLE001 - a failed load has nothing to cancel
+                pass
+
+    def clear(self) -> None:
+        """Forget the conversation (the next request starts a fresh prompt)."""
+        self._history.clear()
+
+    def _retrieve(self, repo: Path, request: str, timings: dict[str, float]) -> list[RetrievedChunk]:
+        started = time.perf_counter()
+        retriever = self._retriever_factory(repo, self.config, self._index_progress)
+        indexed = time.perf_counter()
+        chunks = retriever.retrieve(request, k=self.config.rag.max_results)
+        timings["index_ms"] = _ms(indexed - started)
+        timings["retrieval_ms"] = _ms(time.perf_counter() - indexed)
+        return chunks
+
+    def _generate(
+        self, backend: Backend, built: BuiltPrompt, on_token: Callable[[str], None] | None
+    ) -> tuple[str, float | None, float]:
+        generation = self.config.generation
+        pieces: list[str] = []
+        first_token_at = None
+        stream_start = time.perf_counter()
+        stream = backend.stream(
+            built.messages,
+            max_tokens=generation.max_tokens,
+            temperature=generation.temperature,
+            top_p=generation.top_p,
+            top_k=generation.top_k,
+        )
+        try:
+            for piece in stream:
+                if first_token_at is None:
+                    first_token_at = time.perf_counter()
+                pieces.append(piece)
+                if on_token is not None:
+                    on_token(piece)
+                if self._cancelled.is_set():
+                    break
+        finally:
+            stream.close()
+        return "".join(pieces), first_token_at, stream_start
+
+    def _log(self, request: str, built: BuiltPrompt, answer: Answer, model: str) -> str | None:
+        if self.request_log is None:
+            return None
+        try:
+            return self.request_log.record(
+                prompt=request,
+                messages=[*built.messages, {"role": "assistant", "content": answer.text}],
+                sources=[source.citation for source in answer.sources],
+                answer=answer.text,
+                model=model,
+                timings=answer.timings,
+            )
+        except OSError as exc:  # the answer matters more than its log entry
+            log.warning("could not log the request: %s", exc)
+            return None
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def _rate(tokens: int, seconds: float) -> float:
+    return round(tokens / seconds, 2) if tokens > 0 and seconds > 0 else 0.0

@@ -1,0 +1,172 @@
+"""Configuration: the shape of config.json, its validation, and where mutable state lives.
+
+Users edit config.json by hand, so every error must point at the exact place: a JSON syntax
+error names file, line and column; a schema error names the field path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+CONFIG_ENV = "HYBRID_LLM_CONFIG"
+HOME_ENV = "HYBRID_LLM_HOME"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message is one line meant for the user."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are refused: a typo such as "max_token" must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelAlternatives(_Section):
+    low_ram: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+    medium_ram: str = "qwen2.5-coder-3b-instruct-q4_k_m"
+    high_ram: str = "qwen2.5-coder-7b-instruct-q4_k_m"
+
+
+class ServerSettings(_Section):
+    """An OpenAI-compatible server (vLLM, llama.cpp server, Ollama) used when backend=openai."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "default"
+    api_key_env: str | None = "OPENAI_API_KEY"
+    timeout: float = Field(120.0, gt=0)
+
+
+class ModelSettings(_Section):
+    name: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+    alternatives: ModelAlternatives = ModelAlternatives()
+    backend: Literal["auto", "llama_cpp", "transformers", "openai"] = "auto"
+    path: str | None = None
+    adapter: str | None = None
+    n_ctx: int = Field(4096, ge=512, le=131072)
+    threads: int | None = Field(None, ge=1, le=512)
+    server: ServerSettings = ServerSettings()
+
+
+class RagSettings(_Section):
+    enabled: bool = True
+    codebase_path: str = "."
+    max_results: int = Field(8, ge=1, le=100)
+    file_extensions: list[str] = Field(default_factory=list)
+    index_dir: str | None = None
+    chroma_url: str | None = None
+    max_file_bytes: int = Field(1_000_000, ge=1)
+    max_chunks_per_file: int = Field(3, ge=1)
+    rrf_k: int = Field(60, ge=1)
+    dense_weight: float = Field(1.0, ge=0)
+    keyword_weight: float = Field(1.0, ge=0)
+
+
+class GenerationSettings(_Section):
+    max_tokens: int = Field(1024, ge=1, le=32768)
+    temperature: float = Field(0.2, ge=0, le=2)
+    top_p: float = Field(0.95, gt=0, le=1)
+    top_k: int = Field(40, ge=0)
+
+
+class NetworkSettings(_Section):
+    offline_mode: bool = True
+    verify_no_leaks: bool = True
+    allow_loopback: bool = True
+
+
+class WebSettings(_Section):
+    backend: str = "duckduckgo"
+    max_results: int = Field(5, ge=1, le=50)
+    timeout: float = Field(10.0, gt=0, le=300)
+    region: str = "us-en"
+    fetch_pages: int = Field(3, ge=0, le=10)
+    cache_ttl_hours: float = Field(24.0, ge=0)
+
+
+class LoggingSettings(_Section):
+    log_requests: bool = True
+
+
+class Config(_Section):
+    model: ModelSettings = ModelSettings()
+    rag: RagSettings = RagSettings()
+    generation: GenerationSettings = GenerationSettings()
+    network: NetworkSettings = NetworkSettings()
+    web: WebSettings = WebSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+
+def config_path() -> Path:
+    """The config file in use: $HYBRID_LLM_CONFIG, else config.json at the repository root."""
+    override = os.environ.get(CONFIG_ENV)
+    return Path(override).expanduser() if override else REPO_ROOT / "config.json"
+
+
+def hybrid_home() -> Path:
+    """Directory for all mutable state (indexes, history, logs, caches), created on demand.
+
+    Never inside the user's codebase: $HYBRID_LLM_HOME, else the per-user data directory.
+    """
+    override = os.environ.get(HOME_ENV)
+    if override:
+        home = Path(override).expanduser()
+    else:
+        from platformdirs import user_data_dir
+
+        home = Path(user_data_dir("hybrid-llm", appauthor=False))
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def models_dir() -> Path:
+    """Where model files live: `models/` at the repository root, as the install script expects."""
+    return REPO_ROOT / "models"
+
+
+def _format_location(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _describe_validation_error(path: Path, error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = _format_location(first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{path}: unknown field '{field}'"
+    given = first.get("input")
+    return f"{path}: field '{field}': {first['msg']} (got {given!r})"
+
+
+def parse_config(text: str, source: Path) -> Config:
+    """Parse and validate config text; raise ConfigError with a one-line, pinpointed message."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a JSON object")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(source, exc)) from None
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Load the config file in use; a missing file means all defaults."""
+    source = path or config_path()
+    if not source.exists():
+        if path is not None or os.environ.get(CONFIG_ENV):
+            raise ConfigError(f"{source}: config file not found")
+        return Config()
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read config: {exc}") from None
+    return parse_config(text, source)

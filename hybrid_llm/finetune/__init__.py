@@ -1,0 +1,1 @@
+"""The fine-tuning loop: request logs, datasets, and LoRA adapters."""

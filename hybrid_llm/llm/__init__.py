@@ -1,0 +1,1 @@
+"""Language model engines, model files, and prompt assembly."""

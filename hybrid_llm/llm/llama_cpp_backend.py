@@ -1,0 +1,210 @@
+"""llama.cpp on a GGUF file: the default engine, built for CPUs.
+
+`llama-cpp-python` (compiled for the machine by the install script) is preferred. Where it is
+not importable, the prebuilt `xllamacpp` wheel runs the same model through llama.cpp's own
+server code; that server also listens on a loopback TCP port, which the network guard allows
+when `network.allow_loopback` is true (the default).
+
+Three properties matter on a 2-core laptop and are measured by bench/llm_bench.py:
+- prefix KV reuse: the same `Llama` object keeps the previous prompt's KV cache and
+  llama-cpp-python re-evaluates only the tokens after the longest common prefix, so the
+  system prompt and earlier turns are not processed again;
+- cancellation within 200 ms: between tokens a flag is checked, and during prompt processing
+  (seconds for a long prompt) llama.cpp's abort callback stops the computation;
+- prompt-lookup decoding is available but off by default (see PROMPT_LOOKUP_DEFAULT).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from hybrid_llm.config import Config
+from hybrid_llm.errors import UserError
+from hybrid_llm.llm.base import Message, register_backend
+from hybrid_llm.llm.openai_backend import OpenAICompatibleBackend
+
+GGUF_MAGIC = b"GGUF"
+# Measured by bench/llm_bench.py (see the issue note): prompt-lookup drafting needs logits
+# for every prompt token, which slows prefill and costs memory more than it saves in decode.
+PROMPT_LOOKUP_DEFAULT = False
+PROMPT_LOOKUP_TOKENS = 10
+
+
+def physical_cores() -> int:
+    """Physical cores: llama.cpp decode is memory-bound, and hyper-threads only add contention."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def active_binding() -> str | None:
+    """Which llama.cpp binding this machine would use ("llama_cpp", "xllamacpp") or None."""
+    for module in ("llama_cpp", "xllamacpp"):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        return module
+    return None
+
+
+def system_info() -> str:
+    """llama.cpp's own report of the CPU features it was built with (for `doctor`)."""
+    binding = active_binding()
+    if binding == "llama_cpp":
+        import llama_cpp
+
+        return llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
+    if binding == "xllamacpp":
+        import xllamacpp
+
+        return str(xllamacpp.get_system_info()).strip()
+    return "no llama.cpp binding installed"
+
+
+def is_gguf(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        return handle.read(4) == GGUF_MAGIC
+
+
+class LlamaCppBackend:
+    """A GGUF model loaded with llama-cpp-python, streamed token by token."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        n_ctx: int,
+        threads: int | None = None,
+        prompt_lookup: bool = PROMPT_LOOKUP_DEFAULT,
+    ) -> None:
+        import llama_cpp
+        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+        threads = threads or physical_cores()
+        draft = LlamaPromptLookupDecoding(num_pred_tokens=PROMPT_LOOKUP_TOKENS) if prompt_lookup else None
+        try:
+            self._llama = llama_cpp.Llama(
+                model_path=str(model_path),
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                draft_model=draft,
+                verbose=False,
+            )
+        except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
+            raise UserError(f"llama.cpp cannot load {model_path} ({exc}): run `hybrid-llm models pull`") from None
+        self.name = f"llama.cpp:{model_path.stem}"
+        self.context_length = self._llama.n_ctx()
+        self.threads = threads
+        self._cancelled = threading.Event()
+        # Kept as an attribute: ctypes must not free the callback while llama.cpp holds it.
+        self._abort_callback = llama_cpp.ggml_abort_callback(lambda _data: self._cancelled.is_set())
+        self._set_abort = llama_cpp.llama_set_abort_callback
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        top_k: int,
+        stop: Sequence[str] = (),
+    ) -> Iterator[str]:
+        self._cancelled.clear()
+        # The abort callback runs after every graph node; it is only worth its cost while a
+        # long prompt is processed, so it is armed until the first token arrives.
+        self._arm_abort(True)
+        chunks = self._llama.create_chat_completion(
+            messages=list(messages),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            stop=list(stop) or None,
+            stream=True,
+        )
+        try:
+            for chunk in chunks:
+                if self._cancelled.is_set():
+                    return
+                text = chunk["choices"][0]["delta"].get("content")
+                if text:
+                    self._arm_abort(False)
+                    yield text
+        except RuntimeError:
+            # llama_decode reports an abort as an error; the KV cache stays consistent up to
+            # the last finished batch, so the next call reuses it.
+            if not self._cancelled.is_set():
+                raise
+        finally:
+            chunks.close()
+            self._arm_abort(False)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def close(self) -> None:
+        self._llama.close()
+
+    def _arm_abort(self, armed: bool) -> None:
+        self._set_abort(self._llama.ctx, self._abort_callback if armed else None, None)
+
+
+class XllamacppBackend(OpenAICompatibleBackend):
+    """The same model through the prebuilt `xllamacpp` wheel, used when llama_cpp is missing.
+
+    xllamacpp runs llama.cpp's own C++ server in-process (with its prompt cache, so prefix
+    reuse holds) and serves it on a loopback port; we talk to it as to any OpenAI-compatible
+    server, and count tokens with its `/tokenize` endpoint.
+    """
+
+    def __init__(self, model_path: Path, *, n_ctx: int, threads: int | None = None) -> None:
+        import xllamacpp
+
+        threads = threads or physical_cores()
+        params = xllamacpp.CommonParams()
+        params.model.path = str(model_path)
+        params.n_ctx = n_ctx
+        params.n_parallel = 1
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.hostnames = ["127.0.0.1"]
+        self._server = xllamacpp.Server(params)
+        address = self._server.listening_address.rstrip("/")
+        super().__init__(
+            f"{address}/v1",
+            model_path.stem,
+            context_length=n_ctx,
+            timeout=600.0,
+            tokenize_url=f"{address}/tokenize",
+        )
+        self.name = f"xllamacpp:{model_path.stem}"
+        self.threads = threads
+
+
+def _claims(path: Path) -> bool:
+    return is_gguf(path)
+
+
+@register_backend("llama_cpp", claims=_claims)
+def create_llama_cpp_backend(config: Config, model_path: Path | None) -> LlamaCppBackend | XllamacppBackend:
+    assert model_path is not None
+    binding = active_binding()
+    if binding == "llama_cpp":
+        return LlamaCppBackend(model_path, n_ctx=config.model.n_ctx, threads=config.model.threads)
+    if binding == "xllamacpp":
+        return XllamacppBackend(model_path, n_ctx=config.model.n_ctx, threads=config.model.threads)
+    raise UserError(
+        "no llama.cpp binding is installed: run the install script "
+        "(or `pip install llama-cpp-python`, or `pip install xllamacpp` without a compiler)"
+    )

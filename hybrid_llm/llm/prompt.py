@@ -1,0 +1,219 @@
+"""Prompt assembly: system prompt, retrieved code, web passages, conversation, request, all
+fitted to the model's context.
+
+The budget is `context_length - max_tokens - reserve`. The request and system prompt must fit
+(else a UserError says by how much); earlier turns may use up to half of what is left, newest
+first; code and web context fill the rest in rank order, and the first item that does not fit
+ends the list, so the lowest-ranked are dropped first; leftover room then keeps older turns.
+
+Earlier turns are replayed exactly as they were sent, so the prompt of turn N is a prefix of
+the prompt of turn N+1 and llama.cpp does not re-process it. A chunk already shown in a kept
+turn is not repeated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from hybrid_llm.errors import UserError
+from hybrid_llm.llm.base import Message
+from hybrid_llm.net.passage import WebPassage
+from hybrid_llm.rag.chunk import RetrievedChunk
+
+SYSTEM_PROMPT = """\
+You are a coding assistant working inside the user's codebase.
+Code excerpts from that codebase may be shown, each under a `path:start-end` header.
+- Reuse the code you are shown: import it and call it. Never re-define or re-implement a \
+function or class that appears in an excerpt, even in a simplified form; if it must change, \
+show the edited version of that function in its file.
+- When you rely on an excerpt, cite its `path:start-end` header.
+- Write code in fenced blocks with a language tag. Keep explanations short.
+- If the excerpts do not contain what you need, say so instead of inventing APIs."""
+
+# Chat-template tokens around each message (`<|im_start|>role\n ... <|im_end|>\n` in ChatML)
+# and the assistant header that opens the answer; the reserve absorbs templates that use more.
+MESSAGE_OVERHEAD_TOKENS = 6
+DEFAULT_RESERVE_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One finished exchange: the user message exactly as sent, and the answer."""
+
+    user_message: str
+    answer: str
+    citations: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class BuiltPrompt:
+    """What goes to the backend, and which context made it in."""
+
+    messages: list[Message]
+    user_message: str
+    chunks: list[RetrievedChunk]
+    passages: list[WebPassage]
+    turns_kept: int
+    tokens: int
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+class PromptBuilder:
+    """Builds chat messages that never exceed `context_length - max_tokens - reserve` tokens."""
+
+    def __init__(
+        self,
+        count_tokens: Callable[[str], int],
+        *,
+        context_length: int,
+        max_tokens: int,
+        reserve: int = DEFAULT_RESERVE_TOKENS,
+        system_prompt: str = SYSTEM_PROMPT,
+    ) -> None:
+        self._count = count_tokens
+        self.budget = context_length - max_tokens - reserve
+        self.system_prompt = system_prompt
+        if self.budget <= 0:
+            raise UserError(
+                f"generation.max_tokens ({max_tokens}) leaves no room for a prompt in a "
+                f"{context_length}-token context: lower it or raise model.n_ctx"
+            )
+
+    def build(
+        self,
+        request: str,
+        *,
+        chunks: Sequence[RetrievedChunk] = (),
+        passages: Sequence[WebPassage] = (),
+        history: Sequence[Turn] = (),
+    ) -> BuiltPrompt:
+        """Fit everything to the budget; `chunks` and `passages` come best first."""
+        fixed = self._message_tokens(self.system_prompt) + self._message_tokens(request)
+        if fixed > self.budget:
+            raise UserError(
+                f"the request is too long: {fixed} tokens with the system prompt, "
+                f"but only {self.budget} fit in the context"
+            )
+        turn_costs = [self._turn_tokens(turn) for turn in history]
+        kept = _newest_within(turn_costs, (self.budget - fixed) // 2)
+        shown = _citations(history, kept)
+        fresh_chunks = [c for c in chunks if c.chunk.citation not in shown]
+        room = self.budget - fixed - sum(turn_costs[len(turn_costs) - kept :])
+        chosen_passages, chosen_chunks, used = self._fill(list(passages), fresh_chunks, room)
+        kept = _newest_within(turn_costs, self.budget - fixed - used)
+        return self._assemble(
+            request, history, kept, chosen_chunks, chosen_passages,
+            retrieved=chunks,
+            dropped={
+                "chunks": len(fresh_chunks) - len(chosen_chunks),
+                "passages": len(passages) - len(chosen_passages),
+                "turns": len(history) - kept,
+            },
+        )
+
+    def _fill(
+        self, passages: list[WebPassage], chunks: list[RetrievedChunk], room: int
+    ) -> tuple[list[WebPassage], list[RetrievedChunk], int]:
+        """Web passages first (the user asked for them), then chunks; within each list the
+        first item that does not fit ends it, so only the lowest-ranked are left out."""
+        chosen_passages, used = self._take(passages, format_passage, room)
+        chosen_chunks, used_by_chunks = self._take(chunks, format_chunk, room - used)
+        return chosen_passages, chosen_chunks, used + used_by_chunks
+
+    def _take(self, items: list, render: Callable, room: int) -> tuple[list, int]:
+        used = 0
+        for taken, item in enumerate(items):
+            cost = self._count(render(item)) + 2  # the blank lines joining sections
+            if used + cost > room:
+                return items[:taken], used
+            used += cost
+        return items, used
+
+    def _assemble(
+        self,
+        request: str,
+        history: Sequence[Turn],
+        kept: int,
+        chunks: list[RetrievedChunk],
+        passages: list[WebPassage],
+        *,
+        retrieved: Sequence[RetrievedChunk],
+        dropped: dict[str, int],
+    ) -> BuiltPrompt:
+        while True:
+            user_message = format_user_message(request, chunks, passages)
+            messages: list[Message] = [{"role": "system", "content": self.system_prompt}]
+            for turn in history[len(history) - kept :]:
+                messages.append({"role": "user", "content": turn.user_message})
+                messages.append({"role": "assistant", "content": turn.answer})
+            messages.append({"role": "user", "content": user_message})
+            tokens = sum(self._message_tokens(m["content"]) for m in messages)
+            if tokens <= self.budget:
+                break
+            # Section headers, and merges across joined text, can add a few tokens to the
+            # estimate: give back the lowest-ranked context, then the oldest turn.
+            if chunks:
+                chunks, dropped["chunks"] = chunks[:-1], dropped["chunks"] + 1
+            elif passages:
+                passages, dropped["passages"] = passages[:-1], dropped["passages"] + 1
+            else:
+                kept, dropped["turns"] = kept - 1, dropped["turns"] + 1
+        shown = _citations(history, kept)
+        fresh = {c.chunk.citation for c in chunks}
+        reused = [c for c in retrieved if c.chunk.citation in shown - fresh]
+        return BuiltPrompt(
+            messages=messages,
+            user_message=user_message,
+            chunks=[*reused, *chunks],
+            passages=passages,
+            turns_kept=kept,
+            tokens=tokens,
+            dropped=dropped,
+        )
+
+    def _message_tokens(self, content: str) -> int:
+        return self._count(content) + MESSAGE_OVERHEAD_TOKENS
+
+    def _turn_tokens(self, turn: Turn) -> int:
+        return self._message_tokens(turn.user_message) + self._message_tokens(turn.answer)
+
+
+def _citations(history: Sequence[Turn], kept: int) -> frozenset[str]:
+    """Citations of the chunks shown in the newest `kept` turns."""
+    return frozenset().union(*(turn.citations for turn in history[len(history) - kept :]))
+
+
+def _newest_within(costs: Sequence[int], limit: int) -> int:
+    """How many of the newest items (the end of `costs`) fit within `limit` together."""
+    total = kept = 0
+    for cost in reversed(costs):
+        if total + cost > limit:
+            break
+        total += cost
+        kept += 1
+    return kept
+
+
+def format_chunk(retrieved: RetrievedChunk) -> str:
+    chunk = retrieved.chunk
+    return f"### {chunk.citation}\n```{chunk.language}\n{chunk.text.rstrip()}\n```"
+
+
+def format_passage(passage: WebPassage) -> str:
+    title = f"{passage.title}\n" if passage.title else ""
+    return f"### {passage.url}\n{title}{passage.text.strip()}"
+
+
+def format_user_message(
+    request: str, chunks: Sequence[RetrievedChunk], passages: Sequence[WebPassage]
+) -> str:
+    """The user turn: context sections first, the request last (closest to the answer)."""
+    sections = []
+    if chunks:
+        sections.append("Code from the repository:\n\n" + "\n\n".join(map(format_chunk, chunks)))
+    if passages:
+        sections.append("From the web:\n\n" + "\n\n".join(map(format_passage, passages)))
+    if not sections:
+        return request
+    return "\n\n".join([*sections, f"Request: {request}"])

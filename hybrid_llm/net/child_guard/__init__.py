@@ -1,0 +1,1 @@
+"""Put on the PYTHONPATH of children while offline, so `sitecustomize` here guards them too."""

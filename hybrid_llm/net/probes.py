@@ -1,0 +1,380 @@
+"""Every egress path we know of, each tried against its own port of a counting listener.
+
+A probe is one way code could reach the network: a library (urllib, httpx, asyncio), a raw
+socket API, a reference captured before the guard, a connection already open, a child process,
+or native code (the Rust client in `ddgs`, ctypes, a non-Python child). `verify-offline` and the
+tests run them; the listener's counts, not the exceptions, decide whether a probe leaked.
+
+Run as `python -m hybrid_llm.net.probes` to probe from a fresh process (verify-offline does,
+inside and outside the sandbox) and print the results as JSON.
+"""
+
+from __future__ import annotations
+
+import _socket
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import http.client
+import json
+import multiprocessing
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hybrid_llm.net import guard, sandbox
+from hybrid_llm.net.listener import read_counts
+
+TIMEOUT = 3.0
+# Exit status of a child whose connection the (inherited) guard refused.
+_CHILD_BLOCKED = 3
+_CHILD_FAILED = 4
+_CHILD_CODE = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+except OSError as exc:
+    if hasattr(exc, "layer"):  # the guard's NetworkBlockedError, not a plain EACCES
+        print(exc.layer)
+        sys.exit(3)
+    print(exc)
+    sys.exit(4)
+"""
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+
+@dataclass(frozen=True)
+class EgressProbe:
+    name: str
+    attempt: Callable[[Target, Any], None]
+    setup: Callable[[Target], Any] | None = None  # runs while online, before the attempt
+    udp: bool = False
+    native: bool = False  # invisible to the in-process guard: only the sandbox (layer 3) stops it
+    stopped_by: str | None = None  # the guard's action that stops it, when it raises no guard error
+    available: Callable[[], bool] = lambda: True
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    path: str
+    reached: bool  # the listener saw something: a leak when the guard or sandbox was on
+    layer: str | None  # what stopped it, when known
+    detail: str
+    native: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ChildBlocked(guard.NetworkBlockedError):
+    """The guard inside a child process refused; carries the child's layer to this process."""
+
+
+def _urllib(target: Target, _: Any) -> None:
+    with urllib.request.urlopen(target.url, timeout=TIMEOUT) as response:
+        response.read()
+
+
+def _http_client(target: Target, _: Any) -> None:
+    connection = http.client.HTTPConnection(target.host, target.port, timeout=TIMEOUT)
+    try:
+        connection.request("GET", "/")
+        connection.getresponse().read()
+    finally:
+        connection.close()
+
+
+def _httpx_sync(target: Target, _: Any) -> None:
+    import httpx
+
+    httpx.get(target.url, timeout=TIMEOUT)
+
+
+def _httpx_async(target: Target, _: Any) -> None:
+    import httpx
+
+    async def fetch() -> None:
+        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            await client.get(target.url)
+
+    asyncio.run(fetch())
+
+
+def _create_connection(target: Target, _: Any) -> None:
+    socket.create_connection((target.host, target.port), timeout=TIMEOUT).close()
+
+
+def _connect_ex(target: Target, _: Any) -> None:
+    with socket.socket(_family(target.host), socket.SOCK_STREAM) as sock:
+        sock.settimeout(TIMEOUT)
+        status = sock.connect_ex((target.host, target.port))
+        if status:
+            raise OSError(status, os.strerror(status))
+
+
+def _udp_sendto(target: Target, _: Any) -> None:
+    with socket.socket(_family(target.host), socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"udp probe", (target.host, target.port))
+
+
+def _asyncio_open_connection(target: Target, _: Any) -> None:
+    async def connect() -> None:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(target.host, target.port), TIMEOUT)
+        writer.close()
+
+    asyncio.run(connect())
+
+
+def _hostname_lookup(target: Target, _: Any) -> None:
+    """`localhost` must go through name resolution; the guard answers it, or refuses it."""
+    socket.create_connection(("localhost", target.port), timeout=TIMEOUT).close()
+
+
+def _raw_socket_module(target: Target, _: Any) -> None:
+    sock = _socket.socket(_family(target.host), socket.SOCK_STREAM)
+    try:
+        sock.settimeout(TIMEOUT)
+        sock.connect((target.host, target.port))
+    finally:
+        sock.close()
+
+
+def _open_socket(target: Target) -> socket.socket:
+    sock = socket.create_connection((target.host, target.port), timeout=TIMEOUT)
+    sock.sendall(b"sent while online\n")
+    return sock
+
+
+def _send_on_open_socket(target: Target, sock: socket.socket) -> None:
+    sock.sendall(b"sent while offline\n")
+
+
+def _open_pooled_client(target: Target) -> Any:
+    import httpx
+
+    client = httpx.Client(timeout=TIMEOUT)  # not registered: the socket sweep must cut it
+    client.get(target.url)
+    return client
+
+
+def _reuse_pooled_client(target: Target, client: Any) -> None:
+    client.get(target.url)
+
+
+def _python_child(target: Target, _: Any) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD_CODE, target.host, str(target.port)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    _raise_for_child(result.returncode, result.stdout.strip() or result.stderr.strip())
+
+
+def _spawned_connect(host: str, port: int) -> None:
+    """The body of the multiprocessing spawn child (module level, so spawn can import it)."""
+    try:
+        socket.create_connection((host, port), timeout=TIMEOUT).close()
+    except guard.NetworkBlockedError:
+        sys.exit(_CHILD_BLOCKED)
+    except OSError:
+        sys.exit(_CHILD_FAILED)
+
+
+def _multiprocessing_spawn(target: Target, _: Any) -> None:
+    process = multiprocessing.get_context("spawn").Process(
+        target=_spawned_connect, args=(target.host, target.port)
+    )
+    process.start()
+    process.join(60)
+    _raise_for_child(process.exitcode, "inherited guard")  # the exit status says no more
+
+
+def _ddgs(target: Target, _: Any) -> None:
+    from ddgs.http_client import HttpClient
+
+    HttpClient(timeout=int(TIMEOUT)).get(target.url)
+
+
+def _ctypes_connect(target: Target, _: Any) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "socket() refused")
+    try:
+        address = struct.pack("=H", socket.AF_INET) + struct.pack(
+            "!H4s8x", target.port, socket.inet_aton(target.host)
+        )
+        if libc.connect(fd, address, len(address)) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error))
+    finally:
+        libc.close(fd)
+
+
+def _non_python_child(target: Target, _: Any) -> None:
+    result = subprocess.run(
+        ["bash", "-c", 'exec 3<>"/dev/tcp/$0/$1"', target.host, str(target.port)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    if result.returncode:
+        raise OSError(result.stderr.strip() or f"bash exited with {result.returncode}")
+
+
+def _raise_for_child(status: int | None, detail: str) -> None:
+    if status == _CHILD_BLOCKED:
+        raise ChildBlocked("a connection from a child process", f"{detail} in the child")
+    if status:
+        raise OSError(f"the child exited with status {status}")
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _linux() -> bool:
+    return sys.platform.startswith("linux")
+
+
+def _has_ddgs() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ddgs") is not None
+
+
+PROBES: tuple[EgressProbe, ...] = (
+    EgressProbe("urllib", _urllib),
+    EgressProbe("http.client", _http_client),
+    EgressProbe("httpx (sync)", _httpx_sync),
+    EgressProbe("httpx (async)", _httpx_async),
+    EgressProbe("socket.create_connection", _create_connection),
+    EgressProbe("socket.connect_ex", _connect_ex),
+    EgressProbe("UDP sendto", _udp_sendto, udp=True),
+    EgressProbe("asyncio open_connection", _asyncio_open_connection),
+    EgressProbe("host name lookup (localhost)", _hostname_lookup),
+    EgressProbe("_socket.socket (bypasses the patches)", _raw_socket_module),
+    EgressProbe(
+        "socket opened before going offline", _send_on_open_socket, _open_socket,
+        stopped_by="connection shut down when going offline",
+    ),
+    EgressProbe("pooled httpx connection from before", _reuse_pooled_client, _open_pooled_client),
+    EgressProbe("Python child process", _python_child),
+    EgressProbe("multiprocessing spawn child", _multiprocessing_spawn),
+    EgressProbe("ddgs (Rust HTTP client)", _ddgs, native=True, available=_has_ddgs),
+    EgressProbe("ctypes connect()", _ctypes_connect, native=True, available=_linux),
+    EgressProbe(
+        "non-Python child (bash /dev/tcp)", _non_python_child, native=True,
+        available=lambda: shutil.which("bash") is not None,
+    ),
+)  # fmt: skip
+
+
+def probe_names(*, udp: bool) -> list[str]:
+    return [probe.name for probe in PROBES if probe.udp == udp]
+
+
+def blocking_layer(error: BaseException | None) -> str | None:
+    """The guard layer named by a NetworkBlockedError anywhere in the exception's chain."""
+    seen: set[int] = set()
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, guard.NetworkBlockedError):
+            return current.layer
+        pending += [current.__cause__, current.__context__]
+        reason = getattr(current, "reason", None)  # urllib.error.URLError
+        if isinstance(reason, BaseException):
+            pending.append(reason)
+        pending += [arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]
+        pending += list(getattr(current, "exceptions", ()))
+    return None
+
+
+def run_probes(
+    host: str,
+    ports: dict[str, int],
+    control_path: str,
+    *,
+    guarded: bool,
+    names: Sequence[str] | None = None,
+) -> list[ProbeResult]:
+    """Run the probes in this process; `guarded` puts the guard in strict mode for each attempt."""
+    selected = [p for p in PROBES if p.available() and (names is None or p.name in names)]
+    return [_run_one(probe, Target(host, ports[probe.name]), control_path, guarded) for probe in selected]
+
+
+def _run_one(probe: EgressProbe, target: Target, control_path: str, guarded: bool) -> ProbeResult:
+    try:
+        state = probe.setup(target) if probe.setup else None
+    except Exception as exc:  # noqa: BLE001 - nothing to probe without the open connection
+        return ProbeResult(probe.name, False, None, f"not applicable: no connection while online ({exc})", probe.native)
+    before = read_counts(control_path)[probe.name]
+    error: BaseException | None = None
+    try:
+        with _strict_guard() if guarded else contextlib.nullcontext():
+            probe.attempt(target, state)
+    except Exception as exc:  # noqa: BLE001 - every failure is a result here
+        error = exc
+    finally:
+        _release(state)
+    reached = read_counts(control_path)[probe.name] != before
+    layer = blocking_layer(error)
+    if layer is None and not reached:
+        layer = _silent_stop(probe, guarded)
+    detail = "reached the listener" if reached else f"{type(error).__name__}: {error}" if error else "no error"
+    return ProbeResult(probe.name, reached, layer, detail, probe.native)
+
+
+def _silent_stop(probe: EgressProbe, guarded: bool) -> str | None:
+    """What stopped a probe that did not reach the listener without a guard error."""
+    if guarded and probe.stopped_by:
+        return probe.stopped_by
+    method = sandbox.active()
+    return f"{method} sandbox" if method else None
+
+
+@contextlib.contextmanager
+def _strict_guard() -> Iterator[None]:
+    with guard.offline_mode(allow_loopback=False):
+        yield
+
+
+def _release(state: Any) -> None:
+    close = getattr(state, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hybrid_llm.net.probes")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--ports", required=True, help="JSON object: probe name -> port")
+    parser.add_argument("--control", required=True, help="the listener's control socket")
+    parser.add_argument("--guard", choices=("strict", "off"), required=True)
+    args = parser.parse_args(argv)
+    results = run_probes(args.host, json.loads(args.ports), args.control, guarded=args.guard == "strict")
+    print(json.dumps([result.as_json() for result in results]))
+
+
+if __name__ == "__main__":
+    main()

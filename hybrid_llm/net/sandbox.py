@@ -1,0 +1,203 @@
+"""Layer 3: run the assistant where the operating system itself gives it no network.
+
+Native code (the Rust HTTP client inside `ddgs`, C extensions, ctypes) and non-Python children
+never pass through Python's socket module, so only the kernel can stop them. On Linux:
+
+- **namespace** (preferred): a fresh user + network namespace, as `unshare -rn` makes, with only
+  `lo` in it, brought up so a model server started inside still works. Nothing outside the
+  machine, nor the host's own loopback services, can be reached.
+- **seccomp** (when the kernel refuses unprivileged namespaces): a filter that makes `socket()`
+  fail for every family except AF_UNIX and AF_NETLINK (loopback included), and refuses io_uring,
+  which could create sockets behind the filter's back.
+
+Both are inherited by every child and cannot be undone by the sandboxed process. A fresh,
+single-threaded interpreter (`python -m hybrid_llm.net.sandbox -- COMMAND...`) enters the
+sandbox and then execs the command, because a process with threads cannot enter a user namespace.
+Elsewhere (macOS, Windows) there is no sandbox: only layers 1 and 2 apply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno
+import fcntl
+import os
+import platform
+import socket
+import struct
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from hybrid_llm.errors import UserError
+
+SANDBOX_ENV = "HYBRID_LLM_SANDBOX"  # set inside: "namespace" or "seccomp"
+METHODS = ("auto", "namespace", "seccomp")
+
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWNET = 0x40000000
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+_PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 38, 22, 2
+_SECCOMP_RET_ALLOW = 0x7FFF0000
+_SECCOMP_RET_ERRNO = 0x00050000
+# Per architecture: (AUDIT_ARCH value, socket syscall number, io_uring_setup syscall number).
+_SYSCALLS = {"x86_64": (0xC000003E, 41, 425), "aarch64": (0xC00000B7, 198, 425)}
+_X32_SYSCALL_BIT = 0x40000000
+
+
+def active() -> str | None:
+    """The sandbox this process runs in ("namespace" or "seccomp"), or None."""
+    return os.environ.get(SANDBOX_ENV) or None
+
+
+def unavailable_reason() -> str | None:
+    """Why there is no sandbox on this system, in one line; None when there is one."""
+    if not sys.platform.startswith("linux"):
+        system = {"darwin": "macOS", "win32": "Windows"}.get(sys.platform, sys.platform)
+        return (
+            f"--sandbox needs Linux (network namespaces or seccomp); on {system} only layers 1-2 "
+            "apply: commands refuse while offline, and the in-process guard blocks Python code, "
+            "but not native code or non-Python child processes"
+        )
+    return None
+
+
+def launcher_command(command: Sequence[str], method: str = "auto") -> list[str]:
+    """The command line that runs `command` inside the sandbox."""
+    return [sys.executable, "-m", "hybrid_llm.net.sandbox", "--method", method, "--", *command]
+
+
+def reexec_sandboxed(env: dict[str, str]) -> NoReturn:
+    """Replace this process with the same command line, run inside the sandbox."""
+    reason = unavailable_reason()
+    if reason:
+        raise UserError(reason)
+    command = launcher_command([sys.executable, *sys.orig_argv[1:]])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(command[0], command, env)
+
+
+def enter(method: str = "auto") -> str:
+    """Put this (single-threaded) process in the sandbox; returns the method used."""
+    reason = unavailable_reason()
+    if reason:
+        raise UserError(reason)
+    if method in ("auto", "namespace"):
+        try:
+            _enter_network_namespace()
+            return "namespace"
+        except OSError as exc:
+            if method == "namespace":
+                raise UserError(f"cannot create a network namespace: {exc}") from None
+    try:
+        _install_seccomp_filter()
+    except OSError as exc:
+        raise UserError(f"no sandbox possible: namespaces and seccomp both refused ({exc})") from None
+    return "seccomp"
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def _enter_network_namespace() -> None:
+    uid, gid = os.getuid(), os.getgid()
+    _check(_libc().unshare(_CLONE_NEWUSER | _CLONE_NEWNET), "unshare")
+    # Map our own ids, so files keep their owner and the command has no capabilities after exec.
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{uid} {uid} 1")
+    _write("/proc/self/gid_map", f"{gid} {gid} 1")
+    _bring_loopback_up()
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="ascii") as handle:
+            handle.write(text)
+    except FileNotFoundError:
+        if not path.endswith("setgroups"):  # absent on old kernels, where it is not needed
+            raise
+
+
+def _bring_loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def _seccomp_program(arch: str) -> list[tuple[int, int, int, int]]:
+    """BPF: socket() only for AF_UNIX/AF_NETLINK; no io_uring; no other ABI; all else allowed."""
+    audit_arch, nr_socket, nr_io_uring_setup = _SYSCALLS[arch]
+    load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JMP|JGE|K, RET|K
+    deny = _SECCOMP_RET_ERRNO | errno.EACCES
+    return [
+        (load, 0, 0, 4),  # seccomp_data.arch
+        (jeq, 1, 0, audit_arch),
+        (ret, 0, 0, deny),  # another ABI (i386, x32 via arch) could reach socket() unchecked
+        (load, 0, 0, 0),  # seccomp_data.nr
+        (jge, 0, 1, _X32_SYSCALL_BIT),
+        (ret, 0, 0, deny),
+        (jeq, 0, 1, nr_io_uring_setup),
+        (ret, 0, 0, deny),
+        (jeq, 1, 0, nr_socket),
+        (ret, 0, 0, _SECCOMP_RET_ALLOW),
+        (load, 0, 0, 16),  # low 32 bits of args[0], the address family (little-endian)
+        (jeq, 2, 0, socket.AF_UNIX),
+        (jeq, 1, 0, getattr(socket, "AF_NETLINK", 16)),
+        (ret, 0, 0, deny),
+        (ret, 0, 0, _SECCOMP_RET_ALLOW),
+    ]
+
+
+def _install_seccomp_filter() -> None:
+    arch = platform.machine()
+    if arch not in _SYSCALLS:
+        raise OSError(errno.ENOSYS, f"no seccomp filter for {arch}")
+    program = _seccomp_program(arch)
+    filters = (_SockFilter * len(program))(*[_SockFilter(*insn) for insn in program])
+    fprog = _SockFprog(len(program), filters)
+    libc = _libc()
+    _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+    _check(libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp")
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    parser = argparse.ArgumentParser(prog="python -m hybrid_llm.net.sandbox")
+    parser.add_argument("--method", choices=METHODS, default="auto")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command to run")
+    try:
+        method = enter(args.method)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    env = {**os.environ, SANDBOX_ENV: method}
+    try:
+        os.execvpe(command[0], command, env)
+    except OSError as exc:
+        print(f"error: cannot run {command[0]}: {exc}", file=sys.stderr)
+        raise SystemExit(127) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Retrieval over the user's codebase: discovery, chunking, indexes and hybrid search."""

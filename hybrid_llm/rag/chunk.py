@@ -1,0 +1,48 @@
+"""The unit every index stores and every retriever returns: a span of one source file."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A contiguous range of whole lines of one file.
+
+    `path` is relative to the codebase root with forward slashes, so ids are stable across
+    machines; lines are 1-based and inclusive. `header` is what the embedder sees before the
+    text (path and enclosing signatures), because a method body alone rarely says what it is.
+    """
+
+    path: str
+    language: str
+    start_line: int
+    end_line: int
+    text: str
+    symbol: str | None = None
+    header: str = ""
+
+    @property
+    def content_hash(self) -> str:
+        """Hash of what gets embedded: unchanged text is never embedded twice."""
+        return hashlib.sha256(f"{self.header}\n{self.text}".encode()).hexdigest()
+
+    @property
+    def id(self) -> str:
+        """Stable id: the same file span with the same content always gets the same id."""
+        key = f"{self.path}:{self.start_line}-{self.end_line}:{self.content_hash}"
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+    @property
+    def citation(self) -> str:
+        return f"{self.path}:{self.start_line}-{self.end_line}"
+
+
+@dataclass(frozen=True)
+class RetrievedChunk:
+    """A chunk with its fused score and the searches that found it ("dense", "keyword")."""
+
+    chunk: Chunk
+    score: float
+    sources: tuple[str, ...] = field(default_factory=tuple)

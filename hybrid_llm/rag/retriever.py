@@ -1,0 +1,166 @@
+"""Hybrid retrieval over a code index: dense and keyword search fused by Reciprocal Rank Fusion.
+
+API:
+- `HybridRetriever(index, config)`; `.retrieve(query, k=8, *, language=None, path_glob=None)
+  -> list[RetrievedChunk]`, best first. `sources` says which searches found each chunk.
+- `reciprocal_rank_fusion(rankings, weights, k) -> list[(id, score, sources)]`, the fusion alone.
+
+Why both: embeddings find code by meaning ("read the config file") but miss exact names
+(`parse_http_response`); BM25 over split identifiers finds names but misses paraphrase. RRF
+needs no score calibration between the two, only ranks: score = sum of weight / (k + rank).
+
+The query is embedded once per call and the embedder is the index's, loaded once per process.
+Chunks from the same file that overlap or touch are merged into one span (a function split in
+two reads as one citation), and at most `rag.max_chunks_per_file` spans per file are returned
+so one large file cannot crowd out the rest of the codebase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Protocol
+
+import numpy as np
+
+from hybrid_llm.config import Config
+from hybrid_llm.rag.chunk import Chunk, RetrievedChunk
+
+# Each search contributes this many candidates per requested result (at least _MIN_POOL):
+# fusion can only promote what one of the searches returned.
+_POOL_PER_RESULT = 5
+_MIN_POOL = 50
+# Filters discard candidates after the search, so look deeper when a filter is set.
+_FILTERED_POOL_FACTOR = 4
+
+
+class _Embedder(Protocol):
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+class SearchIndex(Protocol):
+    """The part of `CodeIndex` the retriever uses."""
+
+    embedder: _Embedder
+
+    def dense_search(self, embedding: np.ndarray, k: int) -> list[tuple[str, float]]: ...
+
+    def keyword_search(self, query: str, k: int) -> list[tuple[str, float]]: ...
+
+    def get_chunks(self, ids: list[str]) -> dict[str, Chunk]: ...
+
+
+def reciprocal_rank_fusion(
+    rankings: Mapping[str, Sequence[str]], weights: Mapping[str, float], k: int
+) -> list[tuple[str, float, tuple[str, ...]]]:
+    """Fuse best-first id lists: each id scores sum(weight / (k + rank)), rank starting at 1.
+
+    Ties keep the order in which ids were first seen, so results are deterministic.
+    """
+    scores: dict[str, float] = {}
+    sources: dict[str, list[str]] = {}
+    for name, ranking in rankings.items():
+        weight = weights.get(name, 1.0)
+        for rank, item in enumerate(dict.fromkeys(ranking), start=1):
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
+            sources.setdefault(item, []).append(name)
+    order = sorted(scores, key=lambda item: -scores[item])
+    return [(item, scores[item], tuple(sources[item])) for item in order]
+
+
+@dataclass
+class _Span:
+    """A result being assembled: one or more touching chunks of one file."""
+
+    chunk: Chunk
+    score: float
+    sources: set[str]
+
+    def touches(self, other: Chunk) -> bool:
+        return (other.start_line <= self.chunk.end_line + 1
+                and self.chunk.start_line <= other.end_line + 1)
+
+    def absorb(self, other: Chunk, sources: tuple[str, ...]) -> None:
+        self.chunk = _union(self.chunk, other)
+        self.sources.update(sources)
+
+
+def _union(first: Chunk, second: Chunk) -> Chunk:
+    """One chunk spanning both (they overlap or touch); the text keeps each line once."""
+    if second.start_line < first.start_line:
+        first, second = second, first
+    lines = first.text.split("\n")
+    overlap = first.end_line - second.start_line + 1
+    lines += second.text.split("\n")[max(overlap, 0):]
+    end_line = max(first.end_line, second.end_line)
+    lines = lines[: end_line - first.start_line + 1]
+    symbol = first.symbol if first.symbol == second.symbol else (first.symbol or second.symbol)
+    return Chunk(first.path, first.language, first.start_line, end_line, "\n".join(lines),
+                 symbol, first.header)
+
+
+def matches_path_glob(path: str, pattern: str) -> bool:
+    """`*` crosses directories (`src/*.py` matches `src/a/b.py`); a bare name matches anywhere."""
+    if fnmatchcase(path, pattern) or fnmatchcase(path, pattern.rstrip("/") + "/*"):
+        return True
+    return "/" not in pattern and fnmatchcase(path.rsplit("/", 1)[-1], pattern)
+
+
+class HybridRetriever:
+    def __init__(self, index: SearchIndex, config: Config):
+        self.index = index
+        self.settings = config.rag
+
+    def retrieve(
+        self, query: str, k: int = 8, *, language: str | None = None,
+        path_glob: str | None = None,
+    ) -> list[RetrievedChunk]:
+        """The `k` best spans for `query`, optionally only of one language / matching a glob."""
+        if not query.strip() or k < 1:
+            return []
+        pool = max(k * _POOL_PER_RESULT, _MIN_POOL)
+        if language or path_glob:
+            pool *= _FILTERED_POOL_FACTOR
+        weights = {"dense": self.settings.dense_weight, "keyword": self.settings.keyword_weight}
+        rankings = {}
+        # A weight of 0 turns a search off (dense-only / keyword-only retrieval).
+        if weights["dense"] > 0:
+            embedding = self.index.embedder.embed_query(query)
+            rankings["dense"] = [item for item, _ in self.index.dense_search(embedding, pool)]
+        if weights["keyword"] > 0:
+            rankings["keyword"] = [item for item, _ in self.index.keyword_search(query, pool)]
+        fused = reciprocal_rank_fusion(rankings, weights, self.settings.rrf_k)
+        chunks = self.index.get_chunks([item for item, _, _ in fused])
+        spans = self._spans(fused, chunks, k, language, path_glob)
+        return [
+            RetrievedChunk(span.chunk, span.score,
+                           tuple(name for name in rankings if name in span.sources))
+            for span in spans
+        ]
+
+    def _spans(self, fused: list[tuple[str, float, tuple[str, ...]]], chunks: dict[str, Chunk],
+               k: int, language: str | None, path_glob: str | None) -> list[_Span]:
+        """Walk the fused ranking until `k` spans: only chunks ranked above the k-th span
+        are merged into earlier ones, so a span grows by relevant neighbours only."""
+        spans: list[_Span] = []
+        per_file: dict[str, list[_Span]] = {}
+        for item, score, sources in fused:
+            if len(spans) == k:
+                break
+            chunk = chunks.get(item)
+            if chunk is None:  # removed from the index since the search ran
+                continue
+            if language and chunk.language != language:
+                continue
+            if path_glob and not matches_path_glob(chunk.path, path_glob):
+                continue
+            same_file = per_file.setdefault(chunk.path, [])
+            touching = next((span for span in same_file if span.touches(chunk)), None)
+            if touching is not None:
+                touching.absorb(chunk, sources)
+            elif len(same_file) < self.settings.max_chunks_per_file:
+                span = _Span(chunk, score, set(sources))
+                same_file.append(span)
+                spans.append(span)
+        return spans

@@ -1,0 +1,1 @@
+"""The interactive terminal front end: slash commands, input habits, streamed rendering."""

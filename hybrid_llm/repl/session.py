@@ -1,0 +1,281 @@
+"""What one REPL run works on: config, codebase, model, conversation, index and network state.
+
+The session is the only place the REPL reaches into the other areas (`Coder`, `CodeIndex`,
+`WebResearcher`, the network guard, the request log), each imported when first needed: the
+prompt must appear in well under 1.5 s, and chromadb, llama.cpp or torch take seconds to import.
+An area that is not installed or not written yet becomes a one-line `UserError`, never a crash.
+
+Slow work runs off the main thread (model loading, index status) so the toolbar stays live, and
+generation runs in a worker thread so Ctrl-C always lands in the main thread, which then calls
+`Coder.cancel()` and waits for the partial answer instead of tearing the generation down.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from hybrid_llm.config import Config
+from hybrid_llm.errors import UserError
+
+log = logging.getLogger(__name__)
+
+_JOIN_POLL_S = 0.1
+
+
+def load_area(module: str, feature: str) -> ModuleType:
+    """Import another area's module, or say in one line that `feature` is not available."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        log.warning("cannot import %s", module, exc_info=True)
+        raise UserError(f"{feature} is not available in this installation ({exc})") from None
+
+
+class Session:
+    """Everything a command needs; fakes can be injected for the model and the search client."""
+
+    def __init__(
+        self,
+        config: Config,
+        repo: Path,
+        *,
+        provider: Any | None = None,
+        search_client: Any | None = None,
+    ) -> None:
+        self.config = config
+        self.repo = repo.resolve()
+        self.last_answer: Any | None = None
+        self.tokens_per_second: float | None = None
+        self.index_status: Any | None = None
+        self.index_checking = False
+        self._provider = provider
+        self._search_client = search_client
+        self._coder: Any | None = None
+        self._index: Any | None = None
+        self._researcher: Any | None = None
+        self._log: Any | None = None
+        self._index_lock = threading.Lock()
+
+    # -- start-up ----------------------------------------------------------------------------
+
+    def start_background_work(self) -> None:
+        """Begin loading the model and reading the index state; returns at once."""
+        try:
+            self.provider.start_loading()
+        except UserError as exc:
+            log.warning("model loading not started: %s", exc)
+        self.refresh_index_status_in_background()
+
+    # -- model -------------------------------------------------------------------------------
+
+    @property
+    def provider(self) -> Any:
+        if self._provider is None:
+            coder_module = load_area("hybrid_llm.coder", "the model")
+            self._provider = coder_module.BackendProvider(self.config)
+        return self._provider
+
+    @property
+    def model_name(self) -> str:
+        return self._provider.model_name if self._provider is not None else self.config.model.name
+
+    @property
+    def model_ready(self) -> bool:
+        return self._provider is not None and self._provider.ready
+
+    def wait_for_model(self) -> None:
+        """Block until the model is loaded; its loading error (e.g. file missing) is raised."""
+        self.provider.get()
+
+    def available_models(self) -> list[tuple[str, str]]:
+        """(name, description) of every model `models list` shows, plus registered files."""
+        models = load_area("hybrid_llm.llm.models", "the model list")
+        listing = [(name, spec.description) for name, spec in models.KNOWN_MODELS.items()]
+        known = {name for name, _ in listing}
+        listing += [
+            (name, "registered with `models add`")
+            for name in models.ModelRegistry().registered_names()
+            if name not in known
+        ]
+        return listing
+
+    def switch_model(self, name: str) -> None:
+        names = [known for known, _ in self.available_models()]
+        if name not in names:
+            raise UserError(f"unknown model {name!r}; choose one of: {', '.join(names)}")
+        self.provider.switch(name)
+
+    # -- conversation ------------------------------------------------------------------------
+
+    @property
+    def coder(self) -> Any:
+        if self._coder is None:
+            coder_module = load_area("hybrid_llm.coder", "code generation")
+            request_log = self._request_log()
+            self._coder = coder_module.Coder(
+                self.config, backend_provider=self.provider, request_log=request_log
+            )
+        return self._coder
+
+    def ask(
+        self,
+        request: str,
+        *,
+        web_passages: Sequence[Any] = (),
+        on_token: Callable[[str], None],
+    ) -> Any:
+        """Generate an answer in a worker thread; Ctrl-C cancels it and keeps what was written."""
+        coder = self.coder
+        meter = _SpeedMeter(on_token)
+        outcome: dict[str, Any] = {}
+
+        def generate() -> None:
+            try:
+                outcome["answer"] = coder.ask(
+                    request,
+                    repo=self.repo if self.config.rag.enabled else None,
+                    use_rag=self.config.rag.enabled,
+                    web_passages=list(web_passages),
+                    on_token=meter,
+                )
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread below
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=generate, name="hybrid-llm-answer", daemon=True)
+        worker.start()
+        _join_cancelling_on_interrupt(worker, coder.cancel)
+        if "error" in outcome:
+            raise outcome["error"]
+        answer = outcome["answer"]
+        self.last_answer = answer
+        self.tokens_per_second = _tokens_per_second(answer.timings) or meter.rate()
+        self.refresh_index_status_in_background()
+        return answer
+
+    def clear(self) -> None:
+        if self._coder is not None:
+            self._coder.clear()
+        self.last_answer = None
+
+    def rate(self, answer: Any, label: str) -> None:
+        if not answer.request_id:
+            raise UserError(
+                "this answer was not logged (logging.log_requests is false), so it cannot be rated"
+            )
+        self._request_log().rate(answer.request_id, label)
+
+    def _request_log(self) -> Any:
+        if self._log is None:
+            module = load_area("hybrid_llm.finetune.request_log", "the request log")
+            self._log = module.RequestLog.from_config(self.config)
+        return self._log
+
+    # -- codebase index ----------------------------------------------------------------------
+
+    def set_repo(self, path: Path) -> None:
+        if not path.is_dir():
+            raise UserError(f"{path} is not a directory")
+        with self._index_lock:
+            self._close_index()
+            self.repo = path.resolve()
+            self.index_status = None
+
+    def update_index(self, progress: Callable[[Any], None]) -> Any:
+        with self._index_lock:
+            summary = self._open_index().update(progress=progress)
+            self.index_status = self._index.status()
+        return summary
+
+    def refresh_index_status_in_background(self) -> None:
+        if not self.config.rag.enabled or self.index_checking:
+            return
+        self.index_checking = True
+        threading.Thread(target=self._refresh_index_status, name="hybrid-llm-index-status", daemon=True).start()
+
+    def _refresh_index_status(self) -> None:
+        try:
+            with self._index_lock:
+                self.index_status = self._open_index().status()
+        except Exception:  # noqa: BLE001 - the toolbar then shows the index as unknown
+            log.warning("index status failed", exc_info=True)
+        finally:
+            self.index_checking = False
+
+    def _open_index(self) -> Any:
+        if self._index is None:
+            index_module = load_area("hybrid_llm.rag.index", "the codebase index")
+            self._index = index_module.CodeIndex.open(self.repo, self.config)
+        return self._index
+
+    def _close_index(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+    # -- network -----------------------------------------------------------------------------
+
+    def is_offline(self) -> bool:
+        return load_area("hybrid_llm.net.guard", "the network guard").is_offline()
+
+    def set_offline(self, offline: bool) -> None:
+        guard = load_area("hybrid_llm.net.guard", "the network guard")
+        if offline:
+            guard.enable(allow_loopback=self.config.network.allow_loopback)
+        else:
+            guard.disable()
+
+    def web_researcher(self) -> Any:
+        """The session's `WebResearcher`; callers check `is_offline()` first."""
+        if self._researcher is None:
+            web = load_area("hybrid_llm.net.web", "web search")
+            self._researcher = web.WebResearcher(self.config, self._search_client)
+        return self._researcher
+
+    def close(self) -> None:
+        if self._researcher is not None:
+            self._researcher.close()
+        with self._index_lock:
+            self._close_index()
+
+
+class _SpeedMeter:
+    """Passes tokens on and measures tokens per second from the first token to the last."""
+
+    def __init__(self, on_token: Callable[[str], None]) -> None:
+        self._on_token = on_token
+        self._count = 0
+        self._first = 0.0
+        self._last = 0.0
+
+    def __call__(self, token: str) -> None:
+        now = time.monotonic()
+        if not self._count:
+            self._first = now
+        self._count += 1
+        self._last = now
+        self._on_token(token)
+
+    def rate(self) -> float | None:
+        elapsed = self._last - self._first
+        return (self._count - 1) / elapsed if self._count > 1 and elapsed > 0 else None
+
+
+def _tokens_per_second(timings: dict) -> float | None:
+    value = timings.get("tokens_per_second") if timings else None
+    return float(value) if value else None
+
+
+def _join_cancelling_on_interrupt(worker: threading.Thread, cancel: Callable[[], None]) -> None:
+    """Wait for `worker`; each Ctrl-C (KeyboardInterrupt here) asks it to stop, and we keep waiting."""
+    while worker.is_alive():
+        try:
+            worker.join(_JOIN_POLL_S)
+        except KeyboardInterrupt:
+            cancel()

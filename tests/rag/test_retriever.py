@@ -1,0 +1,117 @@
+"""HybridRetriever: fusion on hand-made rankings, then on a real index of real files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hybrid_llm.config import Config
+from hybrid_llm.rag.chunk import Chunk
+from hybrid_llm.rag.retriever import HybridRetriever, matches_path_glob, reciprocal_rank_fusion
+
+
+def test_rrf_orders_by_weighted_reciprocal_rank() -> None:
+    fused = reciprocal_rank_fusion(
+        {"dense": ["a", "b", "c"], "keyword": ["c", "d", "a"]},
+        {"dense": 1.0, "keyword": 1.0},
+        k=60,
+    )
+
+    assert [item for item, _, _ in fused] == ["a", "c", "b", "d"]
+    scores = {item: score for item, score, _ in fused}
+    assert scores["a"] == pytest.approx(1 / 61 + 1 / 63)
+    assert scores["c"] == pytest.approx(1 / 63 + 1 / 61)
+    assert dict((item, sources) for item, _, sources in fused)["d"] == ("keyword",)
+
+
+def test_rrf_weights_and_k_change_the_order() -> None:
+    rankings = {"dense": ["a", "b"], "keyword": ["b", "a"]}
+
+    keyword_heavy = reciprocal_rank_fusion(rankings, {"dense": 1.0, "keyword": 2.0}, k=60)
+    dense_only = reciprocal_rank_fusion(rankings, {"dense": 1.0, "keyword": 0.0}, k=60)
+
+    assert [item for item, _, _ in keyword_heavy] == ["b", "a"]
+    assert [item for item, _, _ in dense_only] == ["a", "b"]
+    # a small k rewards being first in one list over being fourth in both
+    rankings = {"d": ["x", "p", "q", "y"], "k": ["r", "s", "t", "y"]}
+    assert reciprocal_rank_fusion(rankings, {}, k=1)[0][0] == "x"
+    assert reciprocal_rank_fusion(rankings, {}, k=60)[0][0] == "y"
+
+
+class _RankedIndex:
+    """Hand-made rankings standing in for the two searches (fusion logic only, no ML)."""
+
+    def __init__(self, chunks: list[Chunk], dense: list[str], keyword: list[str]):
+        self.chunks = {chunk.id: chunk for chunk in chunks}
+        self.dense, self.keyword = dense, keyword
+        self.embedded: list[str] = []
+        self.embedder = self
+
+    def embed_query(self, text: str) -> np.ndarray:
+        self.embedded.append(text)
+        return np.zeros(384, dtype=np.float32)
+
+    def dense_search(self, embedding: np.ndarray, k: int) -> list[tuple[str, float]]:
+        return [(item, 1.0) for item in self.dense[:k]]
+
+    def keyword_search(self, query: str, k: int) -> list[tuple[str, float]]:
+        return [(item, 1.0) for item in self.keyword[:k]]
+
+    def get_chunks(self, ids: list[str]) -> dict[str, Chunk]:
+        return {item: self.chunks[item] for item in ids if item in self.chunks}
+
+
+def _chunk(path: str, start: int, end: int, language: str = "python") -> Chunk:
+    text = "\n".join(f"line {n}" for n in range(start, end + 1))
+    return Chunk(path, language, start, end, text, symbol=f"f{start}")
+
+
+def test_retrieve_fuses_merges_touching_chunks_and_caps_per_file() -> None:
+    a1, a2, a3, a4 = (_chunk("a.py", s, s + 9) for s in (1, 11, 31, 51))
+    b1 = _chunk("b.py", 1, 5)
+    index = _RankedIndex([a1, a2, a3, a4, b1],
+                         dense=[a1.id, a3.id, a4.id, b1.id], keyword=[a2.id, b1.id])
+    config = Config()
+    config.rag.max_chunks_per_file = 2
+
+    results = HybridRetriever(index, config).retrieve("query", k=5)
+
+    assert index.embedded == ["query"]  # embedded once per request
+    spans = [(r.chunk.path, r.chunk.start_line, r.chunk.end_line) for r in results]
+    # b1 is found by both searches; a1 and a2 touch, so they become one span; a4 is over the cap
+    assert spans == [("b.py", 1, 5), ("a.py", 1, 20), ("a.py", 31, 40)]
+    assert results[0].sources == ("dense", "keyword")
+    assert results[1].sources == ("dense", "keyword")
+    assert results[1].chunk.text.split("\n") == [f"line {n}" for n in range(1, 21)]
+    assert results[2].sources == ("dense",)
+    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+
+
+def test_filters_by_language_and_path_glob() -> None:
+    py, ts, md = _chunk("src/a.py", 1, 3), _chunk("web/b.ts", 1, 3, "typescript"), _chunk("README.md", 1, 3, "markdown")
+    index = _RankedIndex([py, ts, md], dense=[md.id, ts.id, py.id], keyword=[])
+    retriever = HybridRetriever(index, Config())
+
+    assert [r.chunk.path for r in retriever.retrieve("q", language="typescript")] == ["web/b.ts"]
+    assert [r.chunk.path for r in retriever.retrieve("q", path_glob="src/*")] == ["src/a.py"]
+    assert [r.chunk.path for r in retriever.retrieve("q", path_glob="*.md")] == ["README.md"]
+    assert retriever.retrieve("   ") == []
+
+
+def test_zero_weight_turns_a_search_off() -> None:
+    a, b = _chunk("a.py", 1, 3), _chunk("b.py", 1, 3)
+    index = _RankedIndex([a, b], dense=[a.id], keyword=[b.id])
+    config = Config()
+    config.rag.dense_weight = 0.0
+
+    results = HybridRetriever(index, config).retrieve("q")
+
+    assert [(r.chunk.path, r.sources) for r in results] == [("b.py", ("keyword",))]
+    assert index.embedded == []
+
+
+def test_path_glob_semantics() -> None:
+    assert matches_path_glob("src/pkg/mod.py", "src/*.py")
+    assert matches_path_glob("src/pkg/mod.py", "src")
+    assert matches_path_glob("src/pkg/mod.py", "mod.py")
+    assert not matches_path_glob("tests/mod.py", "src/*")

@@ -1,0 +1,133 @@
+"""The slash commands, driven through `Commands.run` with a scripted io.
+
+Generation uses the real `Coder` with a fake model backend (see conftest); files, the request
+log, the network guard and the index are real.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hybrid_llm.errors import UserError
+from hybrid_llm.repl.commands import Commands, ExitRepl
+from tests.repl.conftest import FAKE_ANSWER, ScriptedIO
+
+
+def test_help_lists_every_command_with_its_docstring(commands: Commands, io: ScriptedIO) -> None:
+    commands.run("/help")
+    expected = ["/bad", "/clear", "/code", "/exit", "/good", "/help", "/index", "/model",
+                "/offline", "/save", "/search", "/web"]
+    assert commands.command_names() == expected
+    for name in expected:
+        line = next(line for line in io.output if line.startswith(name + " "))
+        assert commands.help_text(name) in line and commands.help_text(name)
+
+
+def test_unambiguous_prefix_runs_the_command(commands: Commands, io: ScriptedIO) -> None:
+    commands.run("/he")
+    assert any(line.startswith("/help") for line in io.output)
+
+
+def test_ambiguous_prefix_lists_the_matches(commands: Commands) -> None:
+    with pytest.raises(UserError, match=r"ambiguous command /s: /save, /search"):
+        commands.run("/s x")
+
+
+def test_unknown_command_is_a_one_line_error(commands: Commands) -> None:
+    with pytest.raises(UserError, match=r"^unknown command /frobnicate: type /help"):
+        commands.run("/frobnicate now")
+
+
+@pytest.mark.parametrize("line", ["/code", "/code   ", "/web", "/search", "/save", "/save 1", "/save x y"])
+def test_missing_arguments_say_how_to_use_the_command(commands: Commands, line: str) -> None:
+    with pytest.raises(UserError, match="usage: /"):
+        commands.run(line)
+
+
+def test_code_streams_the_answer_and_keeps_it(commands: Commands, io: ScriptedIO) -> None:
+    commands.run("/code print hello")
+    assert io.streamed.replace(" ", "").startswith(FAKE_ANSWER.replace(" ", ""))
+    assert io.streamed.endswith("<end>\n")
+    assert commands.session.last_answer.text.strip() == FAKE_ANSWER.strip()
+    assert "print hello" in json.dumps(commands.session.provider.backend.calls[-1])
+
+
+def test_plain_text_continues_the_conversation(commands: Commands, io: ScriptedIO) -> None:
+    commands.run("/code first question")
+    commands.run("and a follow-up")
+    messages = json.dumps(commands.session.provider.backend.calls[-1])
+    assert "first question" in messages and "and a follow-up" in messages
+
+
+def test_clear_forgets_the_conversation(commands: Commands, io: ScriptedIO) -> None:
+    commands.run("/code first question")
+    commands.run("/clear")
+    commands.run("/code second question")
+    messages = json.dumps(commands.session.provider.backend.calls[-1])
+    assert "second question" in messages and "first question" not in messages
+    assert "conversation cleared" in io.output
+
+
+def test_save_writes_the_nth_code_block(commands: Commands, io: ScriptedIO, repo: Path) -> None:
+    commands.run("/code two blocks please")
+    commands.run("/save 2 out/x.py")
+    assert (repo / "out" / "x.py").read_text() == "x = 2\n"
+    assert io.questions == []
+
+
+def test_save_refuses_to_overwrite_without_confirmation(commands: Commands, io: ScriptedIO, repo: Path) -> None:
+    target = repo / "src" / "util.py"
+    before = target.read_text()
+    commands.run("/code replace util")
+    commands.run("/save 1 src/util.py")
+    assert target.read_text() == before
+    assert io.questions == ["Overwrite src/util.py?"]
+    assert "-def greet(name):" in io.diffs[0] and "+print('hello')" in io.diffs[0]
+    assert "not saved" in io.output
+
+
+def test_save_overwrites_after_confirmation(commands: Commands, io: ScriptedIO, repo: Path) -> None:
+    io.confirm = True
+    commands.run("/code replace util")
+    commands.run("/save 1 src/util.py")
+    assert (repo / "src" / "util.py").read_text() == "print('hello')\n"
+
+
+def test_save_without_an_answer_or_with_a_bad_number(commands: Commands) -> None:
+    with pytest.raises(UserError, match="no answer yet"):
+        commands.run("/save 1 a.py")
+    commands.run("/code something")
+    with pytest.raises(UserError, match=r"2 code block\(s\); N must be 1..2"):
+        commands.run("/save 3 a.py")
+
+
+def test_model_lists_and_switches(commands: Commands, io: ScriptedIO) -> None:
+    commands.run("/model")
+    assert any("qwen2.5-coder-1.5b-instruct-q4_k_m" in line for line in io.output)
+    commands.run("/model qwen2.5-coder-3b-instruct-q4_k_m")
+    assert commands.session.provider.switched_to == ["qwen2.5-coder-3b-instruct-q4_k_m"]
+    io.output.clear()
+    commands.run("/model")
+    assert any(line.startswith("* qwen2.5-coder-3b") for line in io.output)
+    with pytest.raises(UserError, match="unknown model 'nope'"):
+        commands.run("/model nope")
+
+
+def test_good_and_bad_rate_the_last_answer_in_the_request_log(commands: Commands, io: ScriptedIO) -> None:
+    from hybrid_llm.finetune.request_log import RequestLog
+
+    with pytest.raises(UserError, match="no answer yet"):
+        commands.run("/good")
+    commands.run("/code something")
+    commands.run("/bad")
+    entries = list(RequestLog.from_config(commands.session.config).entries())
+    assert [entry.label for entry in entries] == ["bad"]
+    assert "rated the last answer bad" in io.output
+
+
+def test_exit_ends_the_loop(commands: Commands) -> None:
+    with pytest.raises(ExitRepl):
+        commands.run("/exit")
