@@ -137,17 +137,13 @@ def _shape_of(path: Path) -> tuple[dict, set[str]]:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         names = {model_key(config["_name_or_path"])} if config.get("_name_or_path") else set()
         return {"hidden_size": config.get("hidden_size"), "num_hidden_layers": config.get("num_hidden_layers")}, names
-    import gguf
+    from hybrid_llm.finetune.gguf_metadata import read_gguf_metadata
 
-    reader = gguf.GGUFReader(str(path))
-
-    def field(key: str):
-        found = reader.get_field(key)
-        return found.contents() if found is not None else None
-
-    arch = field("general.architecture")
-    names = {model_key(n) for n in (field("general.name"),) if isinstance(n, str)}
-    shape = {"hidden_size": field(f"{arch}.embedding_length"), "num_hidden_layers": field(f"{arch}.block_count")}
+    fields = read_gguf_metadata(path)
+    arch = fields.get("general.architecture")
+    names = {model_key(fields["general.name"])} if isinstance(fields.get("general.name"), str) else set()
+    shape = {"hidden_size": fields.get(f"{arch}.embedding_length"),
+             "num_hidden_layers": fields.get(f"{arch}.block_count")}
     return shape, names
 
 
@@ -173,44 +169,36 @@ def check_base_model(manifest: AdapterManifest, config: Config) -> None:
             )
 
 
-def _read_zip(zip_path: Path) -> tuple[zipfile.ZipFile, AdapterManifest]:
+def _open_zip(zip_path: Path) -> zipfile.ZipFile:
     if not zip_path.is_file():
         raise UserError(f"{zip_path}: no such file")
     try:
-        archive = zipfile.ZipFile(zip_path)
+        return zipfile.ZipFile(zip_path)
     except zipfile.BadZipFile:
         raise UserError(f"{zip_path}: not a zip file (expected qwen-finetuned.zip from the notebook)") from None
-    members = set(archive.namelist())
-    missing = [name for name in (MANIFEST_FILE, *PEFT_FILES) if name not in members]
+
+
+def _read_manifest(archive: zipfile.ZipFile, zip_path: Path) -> AdapterManifest:
+    missing = [name for name in (MANIFEST_FILE, *PEFT_FILES) if name not in archive.namelist()]
     if missing:
-        archive.close()
         raise UserError(f"{zip_path}: missing {', '.join(missing)}: not an adapter made by "
                         "notebooks/colab_training.ipynb")
     if sum(info.file_size for info in archive.infolist()) > _MAX_UNCOMPRESSED:
-        archive.close()
         raise UserError(f"{zip_path}: unpacks to more than 2 GB, which no LoRA adapter does")
     try:
         raw = json.loads(archive.read(MANIFEST_FILE))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        archive.close()
         raise UserError(f"{zip_path}: manifest.json is not valid JSON ({exc})") from None
-    try:
-        manifest = AdapterManifest.parse(raw, str(zip_path))
-    except UserError:
-        archive.close()
-        raise
-    return archive, manifest
+    return AdapterManifest.parse(raw, str(zip_path))
 
 
-def _extract_checked(archive: zipfile.ZipFile, manifest: AdapterManifest, target: Path, source: Path) -> None:
-    """Extract the adapter files (only those, by name: no path in the zip is trusted)."""
-    for name in PEFT_FILES:
-        data = archive.read(name)
-        expected = manifest.files.get(name)
-        if expected and hashlib.sha256(data).hexdigest() != expected:
-            raise UserError(f"{source}: {name} does not match its checksum in manifest.json: the zip is damaged")
-        (target / name).write_bytes(data)
-    (target / MANIFEST_FILE).write_bytes(archive.read(MANIFEST_FILE))
+def _verified(archive: zipfile.ZipFile, manifest: AdapterManifest, name: str, zip_path: Path) -> bytes:
+    """A member's bytes, checked against the manifest's sha256 (read by name: no zip path is trusted)."""
+    data = archive.read(name)
+    expected = manifest.files.get(name)
+    if expected and hashlib.sha256(data).hexdigest() != expected:
+        raise UserError(f"{zip_path}: {name} does not match its checksum in manifest.json: the zip is damaged")
+    return data
 
 
 def add_adapter(zip_path: Path, config: Config, *, models_root: Path | None = None) -> InstalledAdapter:
@@ -220,22 +208,28 @@ def add_adapter(zip_path: Path, config: Config, *, models_root: Path | None = No
     every step (checksums, base model, GGUF conversion) succeeded.
     """
     zip_path = Path(zip_path)
-    archive, manifest = _read_zip(zip_path)
-    with archive:
-        check_base_model(manifest, config)
-        check_supported(json.loads(archive.read("adapter_config.json")))
-        root = adapters_dir(models_root)
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{manifest.name}-", dir=root))
-        try:
-            _extract_checked(archive, manifest, staging, zip_path)
-            convert_peft_lora(staging, staging / GGUF_FILE)
-            final = root / manifest.name
-            if final.exists():
-                retired = Path(tempfile.mkdtemp(prefix=f".{manifest.name}-old-", dir=root))
-                final.rename(retired / manifest.name)
-                shutil.rmtree(retired)
-            staging.rename(final)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    with _open_zip(zip_path) as archive:
+        manifest = _read_manifest(archive, zip_path)
+        files = {name: _verified(archive, manifest, name, zip_path) for name in PEFT_FILES}
+        files[MANIFEST_FILE] = archive.read(MANIFEST_FILE)
+    check_base_model(manifest, config)
+    try:
+        check_supported(json.loads(files["adapter_config.json"]))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{zip_path}: adapter_config.json is not valid JSON ({exc})") from None
+    root = adapters_dir(models_root)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{manifest.name}-", dir=root))
+    final = root / manifest.name
+    try:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        convert_peft_lora(staging, staging / GGUF_FILE)
+        if final.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{manifest.name}-old-", dir=root))
+            final.rename(retired / manifest.name)
+            shutil.rmtree(retired)
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return InstalledAdapter(manifest.name, final, manifest)

@@ -20,7 +20,7 @@ from pathlib import Path
 from hybrid_llm.config import Config
 from hybrid_llm.errors import UserError
 from hybrid_llm.finetune.request_log import RequestLog
-from hybrid_llm.llm.prompt import SYSTEM_PROMPT
+from hybrid_llm.llm.prompt import MESSAGE_OVERHEAD_TOKENS, SYSTEM_PROMPT
 
 TRAIN_FILE = "train.jsonl"
 VALIDATION_FILE = "validation.jsonl"
@@ -56,6 +56,8 @@ def examples_from_log(log: RequestLog) -> list[Example]:
             for m in entry.messages
             if m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
         ]
+        while prompt and prompt[-1]["role"] == "assistant":
+            prompt.pop()  # the Coder logs the answer as the last message; it is the completion here
         if not prompt or prompt[-1]["role"] != "user":
             prompt = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": entry.prompt}]
         completion = [{"role": "assistant", "content": entry.answer}]
@@ -139,15 +141,14 @@ class DatasetSummary:
             f"({origins}; {self.duplicates} duplicates dropped)",
             f"prompt tokens: {self.prompt_tokens.describe()}",
             f"completion tokens: {self.completion_tokens.describe()}",
-            f"{self.over_max_length} examples longer than max_length {self.max_length} "
-            f"(training truncates them); tokens counted with {self.tokenizer}",
+            f"{self.over_max_length} examples longer than max_length {self.max_length} (training "
+            f"truncates them, and skips those whose prompt alone fills it); tokens counted with "
+            f"{self.tokenizer}",
         ]
         return "\n".join(lines + self.notes)
 
 
 def _message_tokens(messages: list[dict], count_tokens: Callable[[str], int]) -> int:
-    from hybrid_llm.llm.prompt import MESSAGE_OVERHEAD_TOKENS
-
     return sum(count_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages)
 
 
@@ -187,7 +188,7 @@ def write_dataset(
         by_origin=by_origin,
         prompt_tokens=TokenStats.of(prompt_lengths),
         completion_tokens=TokenStats.of(completion_lengths),
-        over_max_length=sum(p + c > max_length for p, c in zip(prompt_lengths, completion_lengths)),
+        over_max_length=sum(p + c > max_length for p, c in zip(prompt_lengths, completion_lengths, strict=True)),
         max_length=max_length,
         tokenizer=tokenizer_name,
     )
@@ -227,4 +228,5 @@ def token_counter(config: Config) -> tuple[Callable[[str], int], str]:
             )
     except (ImportError, UserError, ValueError, RuntimeError):
         pass
-    return (lambda text: (len(text) + 3) // 4), "an estimate of 4 characters per token (llama.cpp or the model is not installed)"
+    estimate = "an estimate of 4 characters per token (llama.cpp or the model is not installed)"
+    return (lambda text: (len(text) + 3) // 4), estimate

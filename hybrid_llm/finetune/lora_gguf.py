@@ -59,7 +59,7 @@ def convert_peft_lora(peft_dir: Path, out_path: Path) -> Path:
         match = _PEFT_TENSOR.match(name)
         if match is None:
             raise UserError(f"unexpected tensor {name} in the adapter: not a LoRA A/B matrix")
-        base = names.get_name(match["module"] + ".weight")
+        base = names.get_name(match["module"] + ".weight", try_suffixes=(".weight",))
         if base is None:
             raise UserError(f"adapter tensor {name} targets a module llama.cpp does not have")
         # peft stores A as (r, in) and B as (out, r); GGUF reverses dims, giving llama.cpp's

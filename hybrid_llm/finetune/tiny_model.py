@@ -155,8 +155,8 @@ def export_gguf(model_dir: Path, out_path: Path, *, name: str = "tiny-qwen2") ->
     """
     import gguf
     import torch
-    from transformers import AutoConfig
     from safetensors.torch import load_file
+    from transformers import AutoConfig
 
     model_dir = Path(model_dir)
     config = AutoConfig.from_pretrained(model_dir)

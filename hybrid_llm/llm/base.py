@@ -3,7 +3,7 @@
 Like Simon Willison's `llm`, a backend is a small class whose `stream` yields text pieces;
 prompt assembly, timing, logging and the CLI are built on that. Backends register themselves
 with `@register_backend`; this module only knows the names of the modules that hold them, so
-importing the core never imports llama.cpp, torch or httpx.
+importing the core never imports llama.cpp or torch.
 """
 
 from __future__ import annotations
@@ -116,6 +116,19 @@ def create_backend(config: Config) -> Backend:
     """Load the model the config selects with the backend it selects (slow: seconds)."""
     entry, path = choose_backend(config)
     return entry.factory(config, path)
+
+
+def configured_adapter(config: Config):
+    """The installed LoRA adapter that `model.adapter` names (see hybrid_llm.finetune.adapters),
+    or None when none is configured."""
+    if not config.model.adapter:
+        return None
+    from hybrid_llm.finetune.adapters import installed_adapter
+
+    adapter = installed_adapter(config)
+    if adapter is None:
+        raise UserError(f"adapter {config.model.adapter!r} is not installed under models/adapters/")
+    return adapter
 
 
 def _model_path(config: Config) -> Path:

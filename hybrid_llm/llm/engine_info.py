@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import re
 
 CPU_FEATURES = ("AVX", "AVX2", "AVX512", "AVX512_VNNI", "FMA", "F16C", "NEON", "ARM_FMA")
 
@@ -27,7 +28,7 @@ def cpu_features() -> list[str]:
     import llama_cpp
 
     info = llama_cpp.llama_print_system_info().decode(errors="replace")
-    present = {part.split("=")[0].strip() for part in info.replace("|", " ").split() if part.endswith("=1")}
+    present = set(re.findall(r"(\w+)\s*=\s*1\b", info))
     return [feature for feature in CPU_FEATURES if feature in present]
 
 

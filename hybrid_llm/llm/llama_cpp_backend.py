@@ -9,21 +9,23 @@ Three properties matter on a 2-core laptop and are measured by bench/llm_bench.p
 - prefix KV reuse: the same `Llama` object keeps the previous prompt's KV cache and
   llama-cpp-python re-evaluates only the tokens after the longest common prefix, so the
   system prompt and earlier turns are not processed again;
-- cancellation within 200 ms: between tokens a flag is checked, and during prompt processing
-  (seconds for a long prompt) llama.cpp's abort callback stops the computation;
+- cancellation within 200 ms: the flag is checked between tokens, and llama.cpp's abort
+  callback reads it between graph nodes, which stops a long prompt (seconds) or a token that a
+  busy CPU makes slow;
 - prompt-lookup decoding is available but off by default (see PROMPT_LOOKUP_DEFAULT).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from hybrid_llm.config import Config
 from hybrid_llm.errors import UserError
-from hybrid_llm.llm.base import Message, register_backend
+from hybrid_llm.llm.base import Message, configured_adapter, register_backend
+from hybrid_llm.llm.engine_info import active_engine
 from hybrid_llm.llm.openai_backend import OpenAICompatibleBackend
 
 GGUF_MAGIC = b"GGUF"
@@ -38,31 +40,6 @@ def physical_cores() -> int:
     import psutil
 
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
-
-
-def active_binding() -> str | None:
-    """Which llama.cpp binding this machine would use ("llama_cpp", "xllamacpp") or None."""
-    for module in ("llama_cpp", "xllamacpp"):
-        try:
-            __import__(module)
-        except ImportError:
-            continue
-        return module
-    return None
-
-
-def system_info() -> str:
-    """llama.cpp's own report of the CPU features it was built with (for `doctor`)."""
-    binding = active_binding()
-    if binding == "llama_cpp":
-        import llama_cpp
-
-        return llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
-    if binding == "xllamacpp":
-        import xllamacpp
-
-        return str(xllamacpp.get_system_info()).strip()
-    return "no llama.cpp binding installed"
 
 
 def is_gguf(path: Path) -> bool:
@@ -82,6 +59,7 @@ class LlamaCppBackend:
         n_ctx: int,
         threads: int | None = None,
         prompt_lookup: bool = PROMPT_LOOKUP_DEFAULT,
+        lora_path: Path | None = None,
     ) -> None:
         import llama_cpp
         from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
@@ -95,17 +73,16 @@ class LlamaCppBackend:
                 n_threads=threads,
                 n_threads_batch=threads,
                 draft_model=draft,
+                lora_path=str(lora_path) if lora_path else None,
                 verbose=False,
             )
         except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
             raise UserError(f"llama.cpp cannot load {model_path} ({exc}): run `hybrid-llm models pull`") from None
-        self.name = f"llama.cpp:{model_path.stem}"
+        self.name = f"llama.cpp:{model_path.stem}" + (f"+{lora_path.stem}" if lora_path else "")
         self.context_length = self._llama.n_ctx()
         self.threads = threads
-        self._cancelled = threading.Event()
-        # Kept as an attribute: ctypes must not free the callback while llama.cpp holds it.
-        self._abort_callback = llama_cpp.ggml_abort_callback(lambda _data: self._cancelled.is_set())
-        self._set_abort = llama_cpp.llama_set_abort_callback
+        self._cancelled = _AbortFlag(llama_cpp.ggml_abort_callback)
+        llama_cpp.llama_set_abort_callback(self._llama.ctx, self._cancelled.callback, self._cancelled.data)
 
     def stream(
         self,
@@ -118,9 +95,6 @@ class LlamaCppBackend:
         stop: Sequence[str] = (),
     ) -> Iterator[str]:
         self._cancelled.clear()
-        # The abort callback runs after every graph node; it is only worth its cost while a
-        # long prompt is processed, so it is armed until the first token arrives.
-        self._arm_abort(True)
         chunks = self._llama.create_chat_completion(
             messages=list(messages),
             max_tokens=max_tokens,
@@ -136,7 +110,6 @@ class LlamaCppBackend:
                     return
                 text = chunk["choices"][0]["delta"].get("content")
                 if text:
-                    self._arm_abort(False)
                     yield text
         except RuntimeError:
             # llama_decode reports an abort as an error; the KV cache stays consistent up to
@@ -145,7 +118,6 @@ class LlamaCppBackend:
                 raise
         finally:
             chunks.close()
-            self._arm_abort(False)
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -156,8 +128,35 @@ class LlamaCppBackend:
     def close(self) -> None:
         self._llama.close()
 
-    def _arm_abort(self, armed: bool) -> None:
-        self._set_abort(self._llama.ctx, self._abort_callback if armed else None, None)
+
+class _AbortFlag:
+    """A cancel flag that llama.cpp itself polls, so a running decode stops mid-computation.
+
+    llama.cpp calls the abort callback after every node of the compute graph: thousands of
+    times per token, on its own thread. A Python callback would take the GIL each time, so the
+    flag is a one-byte C string read by libc's `strlen`: 0 means go on, 1 means abort (the
+    callback returns bool, which the caller reads from the low byte of the return register).
+    Where libc cannot be loaded by name, a Python callback does the same job, more slowly.
+    """
+
+    def __init__(self, callback_type) -> None:
+        self._byte = ctypes.create_string_buffer(2)
+        self.data = ctypes.cast(self._byte, ctypes.c_void_p)
+        try:
+            strlen = ctypes.CDLL(None).strlen
+        except (OSError, AttributeError, TypeError):
+            self.callback = callback_type(lambda _data: self.is_set())
+        else:
+            self.callback = ctypes.cast(strlen, callback_type)
+
+    def set(self) -> None:
+        self._byte[0] = b"\x01"
+
+    def clear(self) -> None:
+        self._byte[0] = b"\x00"
+
+    def is_set(self) -> bool:
+        return self._byte[0] != b"\x00"
 
 
 class XllamacppBackend(OpenAICompatibleBackend):
@@ -199,9 +198,17 @@ def _claims(path: Path) -> bool:
 @register_backend("llama_cpp", claims=_claims)
 def create_llama_cpp_backend(config: Config, model_path: Path | None) -> LlamaCppBackend | XllamacppBackend:
     assert model_path is not None
-    binding = active_binding()
+    binding = active_engine()
+    adapter = configured_adapter(config)
     if binding == "llama_cpp":
-        return LlamaCppBackend(model_path, n_ctx=config.model.n_ctx, threads=config.model.threads)
+        return LlamaCppBackend(
+            model_path,
+            n_ctx=config.model.n_ctx,
+            threads=config.model.threads,
+            lora_path=adapter.gguf_path if adapter else None,
+        )
+    if adapter is not None:
+        raise UserError("LoRA adapters need llama-cpp-python: run the install script")
     if binding == "xllamacpp":
         return XllamacppBackend(model_path, n_ctx=config.model.n_ctx, threads=config.model.threads)
     raise UserError(

@@ -9,12 +9,13 @@ because bitsandbytes' 4-bit kernels need CUDA. On CPU this engine decodes the de
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from hybrid_llm.config import Config
 from hybrid_llm.errors import UserError
-from hybrid_llm.llm.base import Message, register_backend
+from hybrid_llm.llm.base import Message, configured_adapter, register_backend
 
 
 class TransformersBackend:
@@ -36,7 +37,9 @@ class TransformersBackend:
         if adapter_dir is not None:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, adapter_dir)
+            with warnings.catch_warnings():  # peft trips transformers' deprecation notices
+                warnings.simplefilter("ignore", FutureWarning)
+                model = PeftModel.from_pretrained(model, adapter_dir)
         self.model = model.eval()
         limit = getattr(model.config, "max_position_embeddings", None) or n_ctx
         self.context_length = min(n_ctx, limit)
@@ -139,21 +142,12 @@ def _is_model_dir(path: Path) -> bool:
     return path.is_dir() and (path / "config.json").is_file()
 
 
-def adapter_dir(config: Config) -> Path | None:
-    """The peft adapter directory `model.adapter` names, or None when none is configured."""
-    if not config.model.adapter:
-        return None
-    from hybrid_llm.finetune.adapters import installed_adapter
-
-    adapter = installed_adapter(config)
-    if adapter is None:
-        raise UserError(f"adapter {config.model.adapter!r} is not installed under models/adapters/")
-    return adapter.peft_dir
-
-
 @register_backend("transformers", claims=_is_model_dir)
 def create_transformers_backend(config: Config, model_path: Path | None) -> TransformersBackend:
     assert model_path is not None
     if not _is_model_dir(model_path):
         raise UserError(f"{model_path} is not a Hugging Face model directory (no config.json)")
-    return TransformersBackend(model_path, n_ctx=config.model.n_ctx, adapter_dir=adapter_dir(config))
+    adapter = configured_adapter(config)
+    return TransformersBackend(
+        model_path, n_ctx=config.model.n_ctx, adapter_dir=adapter.peft_dir if adapter else None
+    )

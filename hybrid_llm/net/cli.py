@@ -40,7 +40,13 @@ class _SandboxAction(argparse.Action):
     def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
         super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         setattr(namespace, self.dest, True)
         if sandbox.active():
             return  # this is the re-executed process, already inside
@@ -50,7 +56,9 @@ class _SandboxAction(argparse.Action):
         if option_string not in sys.orig_argv:
             parser.error("--sandbox must be given on the command line of the process")
         try:
-            sandbox.reexec_sandboxed(guard.unguarded_environ())
+            # The sandboxed process replaces this one and installs its own guard from the config.
+            with guard.allow_network("--sandbox re-executes this command inside the sandbox"):
+                sandbox.reexec_sandboxed(guard.unguarded_environ())
         except OSError as exc:
             parser.error(f"cannot start the sandbox: {exc}")
 

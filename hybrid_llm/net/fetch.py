@@ -13,6 +13,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import httpx
 
 from hybrid_llm.config import WebSettings, hybrid_home
 from hybrid_llm.errors import UserError
+from hybrid_llm.net import guard
 
 MAX_PAGE_BYTES = 2 * 1024 * 1024
 MAX_REDIRECTS = 5
@@ -59,6 +61,7 @@ class PageFetcher:
         self._settings = settings
         self._client = client
         self._owns_client = client is None
+        self._client_lock = threading.Lock()  # pages are fetched from several threads at once
         self._cache = PageCache(cache_dir or hybrid_home() / "web_cache", settings.cache_ttl_hours)
 
     def fetch(self, url: str) -> FetchedPage:
@@ -77,11 +80,13 @@ class PageFetcher:
     def _http(self) -> httpx.Client:
         # Built on first use, after the caller checked the guard; rebuilt when going offline
         # closed the pooled one.
-        if self._owns_client and (self._client is None or self._client.is_closed):
-            self._client = httpx.Client(headers={"User-Agent": USER_AGENT})
-            _register_with_guard(self._client)
-        assert self._client is not None
-        return self._client
+        with self._client_lock:
+            if self._owns_client and (self._client is None or self._client.is_closed):
+                self._client = httpx.Client(headers={"User-Agent": USER_AGENT})
+                # Going offline closes it, dropping kept-alive connections to the web.
+                guard.register_http_client(self._client)
+            assert self._client is not None
+            return self._client
 
     def _download(self, url: str) -> FetchedPage:
         deadline = time.monotonic() + self._settings.timeout
@@ -163,15 +168,6 @@ def _valid_codec(name: str) -> str:
 
 def _megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
-
-
-def _register_with_guard(client: httpx.Client) -> None:
-    """Let the network guard close this client's pooled connections when going offline."""
-    from hybrid_llm.net import guard
-
-    register = getattr(guard, "register_http_client", None)
-    if register is not None:
-        register(client)
 
 
 class PageCache:

@@ -61,6 +61,7 @@ _LOCAL_FAMILIES = frozenset(
     getattr(socket, name) for name in ("AF_UNIX", "AF_NETLINK") if hasattr(socket, name)
 )
 _IP_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6})
+_DNS_PORT = 53
 # Dotted forms inet_aton accepts: 1 to 4 parts, each decimal, octal (leading 0) or hex (0x).
 _NUMERIC_IPV4 = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}", re.I)
 _PYTHON_EXECUTABLE = re.compile(r"python[0-9.]*w?(?:\.exe)?", re.I)
@@ -86,7 +87,9 @@ class NetworkBlockedError(PermissionError):
     """
 
     def __init__(self, what: str, layer: str) -> None:
-        super().__init__(f"offline mode refused {what} (blocked by the {layer}; /offline goes online)")
+        super().__init__(
+            f"offline mode refused {what} (blocked by the {layer}; /offline goes online)"
+        )
         self.what = what
         self.layer = layer
 
@@ -110,9 +113,15 @@ class NetworkGuard:
     # -- destination rules, shared by the patches and the audit hook --------------------------
 
     def check_host(self, host: object, what: str, layer: str) -> None:
-        """Refuse `host` unless it is a loopback address (or `localhost`) and loopback is allowed."""
+        """Refuse `host` unless it is loopback (or `localhost`) and loopback is allowed."""
+        refusal = self.refusal(host)
+        if refusal is not None:
+            raise _refused(f"{what} {refusal}", layer)
+
+    def refusal(self, host: object) -> str | None:
+        """Why `host` is refused now (for example "to 10.0.0.1"), or None when it is allowed."""
         if self.level is Level.ONLINE:
-            return
+            return None
         if host is None or host in ("", b""):  # passive lookups and INADDR_ANY mean this host
             address: Any = ipaddress.IPv4Address(0)
         else:
@@ -120,28 +129,33 @@ class NetworkGuard:
             address = parse_ip(name)
             if address is None:
                 if _is_localhost(name) and self.level is Level.LOOPBACK:
-                    return
-                raise NetworkBlockedError(f"{what} of host name {name!r}", layer)
+                    return None
+                return f"of host name {name!r}"
         if self.level is Level.LOOPBACK and is_loopback(address):
-            return
-        raise NetworkBlockedError(f"{what} to {address}", layer)
+            return None
+        return f"to {address}"
 
     def check_address(self, family: int, address: object, what: str, layer: str) -> None:
         if self.level is Level.ONLINE or family in _LOCAL_FAMILIES:
             return
         if family in _IP_FAMILIES and isinstance(address, tuple) and address:
             self.check_host(address[0], what, layer)
+            if len(address) > 1 and address[1] == _DNS_PORT:
+                # A local resolver stub (127.0.0.53) would forward the query to the internet.
+                raise _refused(f"{what} to the DNS port of {address[0]}", layer)
             return
-        raise NetworkBlockedError(f"{what} on socket family {family}", layer)
+        raise _refused(f"{what} on socket family {family}", layer)
 
     def check_new_socket(self, family: int, kind: int, layer: str) -> None:
         """Only local families and ordinary IP sockets: raw sockets can forge any destination."""
         if self.level is Level.ONLINE or family == -1 or family in _LOCAL_FAMILIES:
             return
-        base_kind = kind & ~(getattr(socket, "SOCK_NONBLOCK", 0) | getattr(socket, "SOCK_CLOEXEC", 0))
+        base_kind = kind & ~(
+            getattr(socket, "SOCK_NONBLOCK", 0) | getattr(socket, "SOCK_CLOEXEC", 0)
+        )
         if family in _IP_FAMILIES and base_kind != socket.SOCK_RAW:
             return
-        raise NetworkBlockedError(f"creating a socket of family {family}, type {kind}", layer)
+        raise _refused(f"creating a socket of family {family}, type {kind}", layer)
 
     def check_child(self, executable: object, args: object, env: object) -> None:
         """A Python child must be able to load the inherited guard, else it is not started."""
@@ -152,12 +166,12 @@ class NetworkGuard:
         if not _is_python(program):
             return  # non-Python children: only the sandbox (layer 3) can confine them
         if env is not None and not _env_carries_guard(env):
-            raise NetworkBlockedError(
+            raise _refused(
                 "starting a Python child with an environment that drops the network guard",
                 LAYER_CHILD,
             )
         if _isolation_flags(argv[1:]):
-            raise NetworkBlockedError(
+            raise _refused(
                 "starting a Python child with -I/-E/-S, which would skip the network guard",
                 LAYER_CHILD,
             )
@@ -228,9 +242,7 @@ class NetworkGuard:
                     peer = sock.getpeername()
                 except OSError:
                     continue  # listening or not connected
-                try:
-                    self.check_host(peer[0], "an open connection", LAYER_PATCH)
-                except NetworkBlockedError:
+                if self.refusal(peer[0]) is not None:
                     with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_RDWR)
                     log.info("offline: shut down the open connection to %s", peer[0])
@@ -247,6 +259,19 @@ class NetworkGuard:
             for name in self._hints_set:
                 os.environ.pop(name, None)
             self._hints_set.clear()
+
+
+_reported: set[str] = set()
+
+
+def _refused(what: str, layer: str) -> NetworkBlockedError:
+    """The error for a refusal, logged once per distinct refusal: something tried the network
+    while offline, which the user may want to know about (retry loops must not flood the log)."""
+    error = NetworkBlockedError(what, layer)
+    if str(error) not in _reported:
+        _reported.add(str(error))
+        log.warning("%s", error)
+    return error
 
 
 def parse_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -318,10 +343,13 @@ def _isolation_flags(options: list[str]) -> bool:
     return False
 
 
+def _pythonpath_without_child_guard(value: str) -> list[str]:
+    return [p for p in value.split(os.pathsep) if p and p != str(CHILD_GUARD_DIR)]
+
+
 def _export_to_children(level: Level) -> None:
     """Children read the level from the environment; the sitecustomize there re-installs it."""
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    paths = [p for p in paths if p != str(CHILD_GUARD_DIR)]
+    paths = _pythonpath_without_child_guard(os.environ.get("PYTHONPATH", ""))
     if level is Level.ONLINE:
         os.environ.pop(GUARD_ENV, None)
     else:
@@ -344,7 +372,9 @@ def _patch_socket_module(guard: NetworkGuard) -> None:
     original_gethostbyaddr = socket.gethostbyaddr
     original_getnameinfo = socket.getnameinfo
 
-    def __init__(self: socket.socket, family: int = -1, type: int = -1, proto: int = -1, fileno: Any = None) -> None:  # noqa: A002 - socket's own names
+    def __init__(
+        self: socket.socket, family: int = -1, type: int = -1, proto: int = -1, fileno: Any = None
+    ) -> None:  # noqa: A002 - socket's own names
         guard.check_new_socket(int(family), int(type), LAYER_PATCH)
         original_init(self, family, type, proto, fileno)
 
@@ -352,8 +382,9 @@ def _patch_socket_module(guard: NetworkGuard) -> None:
         method = getattr(_socket.socket, name)
 
         def call(self: socket.socket, *args: Any) -> Any:
+            # sendto(data[, flags], address): the address is last; elsewhere at a fixed place.
             if len(args) > address_index:
-                address = args[-1] if name in ("sendto",) else args[address_index]
+                address = args[-1] if name == "sendto" else args[address_index]
                 if address is not None:
                     guard.check_address(self.family, address, name, LAYER_PATCH)
             return method(self, *args)
@@ -366,7 +397,9 @@ def _patch_socket_module(guard: NetworkGuard) -> None:
         guard.check_host(address[0], "create_connection", LAYER_PATCH)
         return original_create_connection(address, *args, **kwargs)
 
-    def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0) -> list[Any]:  # noqa: A002
+    def getaddrinfo(
+        host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+    ) -> list[Any]:  # noqa: A002
         guard.check_host(host, "name lookup", LAYER_PATCH)
         if guard.level is not Level.ONLINE and _is_localhost(host):
             return _localhost_addresses(original_getaddrinfo, port, family, type, proto, flags)
@@ -401,20 +434,24 @@ def _patch_socket_module(guard: NetworkGuard) -> None:
     socket.getnameinfo = getnameinfo
 
 
-def _localhost_addresses(resolve: Callable[..., list[Any]], port: Any, family: int, type: int, proto: int, flags: int) -> list[Any]:  # noqa: A002
+def _localhost_addresses(
+    resolve: Callable[..., list[Any]], port: Any, family: int, type: int, proto: int, flags: int
+) -> list[Any]:  # noqa: A002
     """`localhost` answered without the system resolver, which could forward it to DNS."""
     answers: list[Any] = []
     for address, address_family in (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)):
         if family in (0, address_family):
             with contextlib.suppress(OSError):
-                answers += resolve(address, port, address_family, type, proto, flags | socket.AI_NUMERICHOST)
+                answers += resolve(
+                    address, port, address_family, type, proto, flags | socket.AI_NUMERICHOST
+                )
     if not answers:
         raise socket.gaierror(socket.EAI_NONAME, "localhost has no loopback address here")
     return answers
 
 
 def _make_audit_hook(guard: NetworkGuard) -> Callable[[str, tuple[Any, ...]], None]:
-    """The backup layer: the C socket module raises these events whatever Python reference was used."""
+    """The backup layer: the C socket module raises these events whatever reference was used."""
 
     def on_connect(args: tuple[Any, ...]) -> None:
         sock, address = args
@@ -434,7 +471,9 @@ def _make_audit_hook(guard: NetworkGuard) -> Callable[[str, tuple[Any, ...]], No
 
     def on_reverse(args: tuple[Any, ...]) -> None:
         address = args[0]
-        guard.check_host(address[0] if isinstance(address, tuple) else address, "reverse lookup", LAYER_AUDIT)
+        guard.check_host(
+            address[0] if isinstance(address, tuple) else address, "reverse lookup", LAYER_AUDIT
+        )
 
     def on_child(args: tuple[Any, ...]) -> None:
         executable, argv, env = args[0], args[1], args[-1]
@@ -493,6 +532,14 @@ def allows_loopback() -> bool:
     return _GUARD.level is not Level.STRICT
 
 
+def refusal(host: str) -> str | None:
+    """Why a connection to `host` would be refused now (e.g. "to 10.0.0.1"), None if allowed.
+
+    Lets a caller explain itself before trying, e.g. a model server on loopback in strict mode.
+    """
+    return _GUARD.refusal(host)
+
+
 @contextlib.contextmanager
 def offline_mode(allow_loopback: bool = False) -> Iterator[None]:
     """Offline for the duration of the block (strict by default), then back to the level before."""
@@ -541,12 +588,10 @@ def register_http_client(client: Any) -> None:
 def unguarded_environ() -> dict[str, str]:
     """This environment without the guard export, for a process that replaces this one (the
     `--sandbox` re-exec) and installs its own guard from the config."""
-    env = dict(os.environ)
-    env.pop(GUARD_ENV, None)
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(CHILD_GUARD_DIR)]
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    if not paths:
-        del env["PYTHONPATH"]
+    env = {k: v for k, v in os.environ.items() if k not in (GUARD_ENV, "PYTHONPATH")}
+    paths = _pythonpath_without_child_guard(os.environ.get("PYTHONPATH", ""))
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
     return env
 
 

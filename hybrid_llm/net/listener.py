@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import subprocess
-import sys
 import selectors
 import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,10 +36,6 @@ class Hits:
     requests: int = 0
     datagrams: int = 0
     payload: bytes = b""
-
-    @property
-    def any(self) -> bool:
-        return bool(self.connections or self.requests or self.datagrams or self.payload)
 
 
 def read_counts(control_path: str | Path) -> dict[str, Hits]:
@@ -152,7 +148,9 @@ class _Server:
         control_socket.listen(16)
         self.selector.register(control_socket, selectors.EVENT_READ, (self._control, ""))
 
-    def _listen(self, name: str, sock: socket.socket, host: str, handler: Callable[..., None]) -> None:
+    def _listen(
+        self, name: str, sock: socket.socket, host: str, handler: Callable[..., None]
+    ) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, 0))
         if sock.type == socket.SOCK_STREAM:

@@ -26,7 +26,7 @@ import struct
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from hybrid_llm.net import guard, sandbox
 from hybrid_llm.net.listener import read_counts
 
 TIMEOUT = 3.0
+MODES = ("strict", "loopback", "off")
 # Exit status of a child whose connection the (inherited) guard refused.
 _CHILD_BLOCKED = 3
 _CHILD_FAILED = 4
@@ -79,6 +80,7 @@ class ProbeResult:
     layer: str | None  # what stopped it, when known
     detail: str
     native: bool
+    applicable: bool = True  # False when its setup (a connection made while online) failed
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,7 +139,9 @@ def _udp_sendto(target: Target, _: Any) -> None:
 
 def _asyncio_open_connection(target: Target, _: Any) -> None:
     async def connect() -> None:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(target.host, target.port), TIMEOUT)
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(target.host, target.port), TIMEOUT
+        )
         writer.close()
 
     asyncio.run(connect())
@@ -271,7 +275,7 @@ PROBES: tuple[EgressProbe, ...] = (
     EgressProbe("_socket.socket (bypasses the patches)", _raw_socket_module),
     EgressProbe(
         "socket opened before going offline", _send_on_open_socket, _open_socket,
-        stopped_by="connection shut down when going offline",
+        stopped_by="shut down on going offline",
     ),
     EgressProbe("pooled httpx connection from before", _reuse_pooled_client, _open_pooled_client),
     EgressProbe("Python child process", _python_child),
@@ -314,23 +318,27 @@ def run_probes(
     ports: dict[str, int],
     control_path: str,
     *,
-    guarded: bool,
+    mode: str,
     names: Sequence[str] | None = None,
 ) -> list[ProbeResult]:
-    """Run the probes in this process; `guarded` puts the guard in strict mode for each attempt."""
+    """Run the probes in this process; `mode` is the guard's state for each attempt:
+    "strict" (loopback refused too), "loopback" (loopback allowed) or "off"."""
     selected = [p for p in PROBES if p.available() and (names is None or p.name in names)]
-    return [_run_one(probe, Target(host, ports[probe.name]), control_path, guarded) for probe in selected]
+    return [
+        _run_one(probe, Target(host, ports[probe.name]), control_path, mode) for probe in selected
+    ]
 
 
-def _run_one(probe: EgressProbe, target: Target, control_path: str, guarded: bool) -> ProbeResult:
+def _run_one(probe: EgressProbe, target: Target, control_path: str, mode: str) -> ProbeResult:
     try:
         state = probe.setup(target) if probe.setup else None
     except Exception as exc:  # noqa: BLE001 - nothing to probe without the open connection
-        return ProbeResult(probe.name, False, None, f"not applicable: no connection while online ({exc})", probe.native)
+        detail = f"not applicable: no connection while online ({exc})"
+        return ProbeResult(probe.name, False, None, detail, probe.native, applicable=False)
     before = read_counts(control_path)[probe.name]
     error: BaseException | None = None
     try:
-        with _strict_guard() if guarded else contextlib.nullcontext():
+        with _guard_in(mode):
             probe.attempt(target, state)
     except Exception as exc:  # noqa: BLE001 - every failure is a result here
         error = exc
@@ -339,12 +347,17 @@ def _run_one(probe: EgressProbe, target: Target, control_path: str, guarded: boo
     reached = read_counts(control_path)[probe.name] != before
     layer = blocking_layer(error)
     if layer is None and not reached:
-        layer = _silent_stop(probe, guarded)
-    detail = "reached the listener" if reached else f"{type(error).__name__}: {error}" if error else "no error"
-    return ProbeResult(probe.name, reached, layer, detail, probe.native)
+        layer = _silent_stop(probe, guarded=mode != "off")
+    return ProbeResult(probe.name, reached, layer, _describe(reached, error), probe.native)
 
 
-def _silent_stop(probe: EgressProbe, guarded: bool) -> str | None:
+def _describe(reached: bool, error: BaseException | None) -> str:
+    if reached:
+        return "reached the listener"
+    return f"{type(error).__name__}: {error}" if error else "no error"
+
+
+def _silent_stop(probe: EgressProbe, *, guarded: bool) -> str | None:
     """What stopped a probe that did not reach the listener without a guard error."""
     if guarded and probe.stopped_by:
         return probe.stopped_by
@@ -352,10 +365,10 @@ def _silent_stop(probe: EgressProbe, guarded: bool) -> str | None:
     return f"{method} sandbox" if method else None
 
 
-@contextlib.contextmanager
-def _strict_guard() -> Iterator[None]:
-    with guard.offline_mode(allow_loopback=False):
-        yield
+def _guard_in(mode: str) -> contextlib.AbstractContextManager[None]:
+    if mode == "off":
+        return contextlib.nullcontext()
+    return guard.offline_mode(allow_loopback=mode == "loopback")
 
 
 def _release(state: Any) -> None:
@@ -370,9 +383,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--ports", required=True, help="JSON object: probe name -> port")
     parser.add_argument("--control", required=True, help="the listener's control socket")
-    parser.add_argument("--guard", choices=("strict", "off"), required=True)
+    parser.add_argument("--guard", choices=MODES, required=True)
     args = parser.parse_args(argv)
-    results = run_probes(args.host, json.loads(args.ports), args.control, guarded=args.guard == "strict")
+    results = run_probes(args.host, json.loads(args.ports), args.control, mode=args.guard)
     print(json.dumps([result.as_json() for result in results]))
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import errno
-import fcntl
 import os
 import platform
 import socket
@@ -47,8 +46,32 @@ _X32_SYSCALL_BIT = 0x40000000
 
 
 def active() -> str | None:
-    """The sandbox this process runs in ("namespace" or "seccomp"), or None."""
-    return os.environ.get(SANDBOX_ENV) or None
+    """The sandbox this process runs in ("namespace" or "seccomp"), or None.
+
+    The environment variable only names the method; the system must confirm it, so that a stray
+    variable never makes `--sandbox` skip the sandbox.
+    """
+    method = os.environ.get(SANDBOX_ENV)
+    if method == "namespace" and _only_loopback_interface():
+        return method
+    if method == "seccomp" and _seccomp_filtered():
+        return method
+    return None
+
+
+def _only_loopback_interface() -> bool:
+    try:
+        return [name for _, name in socket.if_nameindex()] == ["lo"]
+    except OSError:
+        return False
+
+
+def _seccomp_filtered() -> bool:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return any(line.split() == ["Seccomp:", "2"] for line in status)
+    except OSError:
+        return False
 
 
 def unavailable_reason() -> str | None:
@@ -94,7 +117,9 @@ def enter(method: str = "auto") -> str:
     try:
         _install_seccomp_filter()
     except OSError as exc:
-        raise UserError(f"no sandbox possible: namespaces and seccomp both refused ({exc})") from None
+        raise UserError(
+            f"no sandbox possible: namespaces and seccomp both refused ({exc})"
+        ) from None
     return "seccomp"
 
 
@@ -128,6 +153,8 @@ def _write(path: str, text: str) -> None:
 
 
 def _bring_loopback_up() -> None:
+    import fcntl  # POSIX only: imported here so that this module loads on Windows too
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         request = struct.pack("16sH22x", b"lo", 0)
         flags = struct.unpack("16sH22x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
@@ -135,7 +162,12 @@ def _bring_loopback_up() -> None:
 
 
 class _SockFilter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+    _fields_ = [
+        ("code", ctypes.c_ushort),
+        ("jt", ctypes.c_ubyte),
+        ("jf", ctypes.c_ubyte),
+        ("k", ctypes.c_uint),
+    ]
 
 
 class _SockFprog(ctypes.Structure):

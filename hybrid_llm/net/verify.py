@@ -15,6 +15,7 @@ native code (ddgs's Rust client, ctypes, non-Python children) does leak, and we 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -76,6 +77,8 @@ class OfflineReport:
 
 def verify_offline() -> OfflineReport:
     """Run every probe against a fresh listener, with layer 2 alone and with layer 3 alone."""
+    if not hasattr(socket, "AF_UNIX"):
+        raise UserError("verify-offline needs Unix domain sockets (Linux or macOS)")
     tcp, udp = probes.probe_names(udp=False), probes.probe_names(udp=True)
     unavailable = sandbox.unavailable_reason()
     try:
@@ -117,12 +120,17 @@ def _run_probe_process(command: Sequence[str]) -> list[probes.ProbeResult]:
 
 def render_table(report: OfflineReport) -> str:
     """The report as a fixed-width table, one egress path per line, then a one-line summary."""
-    layer3_title = "layer 3 (OS sandbox alone)" if report.sandbox_unavailable is None else "layer 3 (n/a)"
-    rows = [("egress path", "layer 2 (in-process guard, strict)", layer3_title, "verdict")]
+    layer3_title = (
+        "layer 3 (OS sandbox alone)" if report.sandbox_unavailable is None else "layer 3 (n/a)"
+    )
+    rows = [("egress path", "layer 2 (guard, strict)", layer3_title, "verdict")]
     for path in report.paths:
         rows.append((path.path, _cell(path.layer2), _cell(path.layer3), _verdict(path, report)))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     lines += ["", _summary(report)]
     return "\n".join(lines)
@@ -133,7 +141,7 @@ def _cell(result: probes.ProbeResult | None) -> str:
         return "-"
     if result.reached:
         return "LEAKED"
-    if result.detail.startswith("not applicable"):
+    if not result.applicable:
         return "n/a (no connection)"
     return f"blocked ({result.layer})" if result.layer else "blocked"
 

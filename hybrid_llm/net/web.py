@@ -9,6 +9,7 @@ too slow, not HTML, a redirect loop) becomes a one-line error and the rest still
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import numpy as np
 
 from hybrid_llm.config import Config
 from hybrid_llm.errors import UserError
+from hybrid_llm.net import guard
 from hybrid_llm.net.extract import extract_page
 from hybrid_llm.net.fetch import PageFetcher
 from hybrid_llm.net.passage import WebPassage
@@ -102,8 +104,9 @@ class WebResearcher:
         pages = results[: self._settings.fetch_pages]
         if not pages:
             return WebGathering()
+        fetcher = self._page_fetcher()
         with ThreadPoolExecutor(max_workers=len(pages), thread_name_prefix="web-fetch") as pool:
-            outcomes = list(pool.map(self._page_passages, pages))
+            outcomes = list(pool.map(functools.partial(_page_passages, fetcher), pages))
         candidates = [passage for found, _ in outcomes for passage in found]
         errors = [error for _, error in outcomes if error]
         return WebGathering(passages=self._most_relevant(task, candidates), errors=errors)
@@ -124,21 +127,6 @@ class WebResearcher:
             )
         return self._fetcher
 
-    def _page_passages(self, result: SearchResult) -> tuple[list[WebPassage], str | None]:
-        """The passages of one result's page, or the one-line reason there are none."""
-        try:
-            page = self._page_fetcher().fetch(result.url)
-        except UserError as exc:
-            return [], str(exc)
-        extracted = extract_page(page.text, content_type=page.content_type)
-        if not extracted.markdown:
-            return [], f"{result.url}: no readable text found on the page"
-        title = result.title or extracted.title or result.url
-        return [
-            WebPassage(url=result.url, title=title, text=text)
-            for text in split_passages(extracted.markdown)
-        ], None
-
     def _most_relevant(self, task: str, candidates: list[WebPassage]) -> list[WebPassage]:
         if not candidates:
             return []
@@ -150,9 +138,25 @@ class WebResearcher:
         return _cap_per_page(ranked, MAX_PASSAGES, MAX_PASSAGES_PER_PAGE)
 
 
-def _require_online(command: str) -> None:
-    from hybrid_llm.net import guard
+def _page_passages(
+    fetcher: PageFetcher, result: SearchResult
+) -> tuple[list[WebPassage], str | None]:
+    """The passages of one result's page, or the one-line reason there are none."""
+    try:
+        page = fetcher.fetch(result.url)
+    except UserError as exc:
+        return [], str(exc)
+    extracted = extract_page(page.text, content_type=page.content_type)
+    if not extracted.markdown:
+        return [], f"{result.url}: no readable text found on the page"
+    title = result.title or extracted.title or result.url
+    return [
+        WebPassage(url=result.url, title=title, text=text)
+        for text in split_passages(extracted.markdown)
+    ], None
 
+
+def _require_online(command: str) -> None:
     if guard.is_offline():
         raise UserError(
             f"{command} needs the internet and you are offline; type /offline to go online"

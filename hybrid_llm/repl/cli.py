@@ -32,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
     setup_logging()
     if sys.stdin.isatty() and sys.stdout.isatty():
         commands = terminal_commands(session)
-        # Only a person at a terminal gains from loading ahead; a script would race its own exit.
-        session.start_background_work()
+        # Only a person at a terminal gains from loading ahead (a script would race its own
+        # exit), and only once the prompt is up, so loading cannot delay it.
+        commands.io.on_first_prompt = session.start_background_work
     else:
         commands = Commands(PlainIO(sys.stdin.buffer, sys.stdout, sys.stderr), session)
     try:

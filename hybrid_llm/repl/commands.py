@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hybrid_llm.errors import UserError
 from hybrid_llm.repl.codeblocks import extract_code_blocks, unified_diff
@@ -126,8 +127,7 @@ class Commands:
         """Index or re-index the codebase (or PATH, which becomes the codebase), with progress."""
         if args:
             self.session.set_repo(self._path_argument(args))
-        with self.io.status(f"indexing {self.session.repo}…") as status:
-            summary = self.session.update_index(progress=lambda event: status.update(str(event)))
+        summary = self._update_index()
         self.io.tool_output(f"indexed {self.session.repo}: {summary}")
 
     def completions_index(self, partial: str) -> list[str]:
@@ -140,9 +140,12 @@ class Commands:
             for name, description in self.session.available_models():
                 marker = "*" if name == current else " "
                 self.io.tool_output(f"{marker} {name}  {description}")
+            if self.session.model_problem:
+                self.io.tool_warning(f"{current} is not loaded: {self.session.model_problem}")
             return
-        self.session.switch_model(args)
-        self.io.tool_output(f"switching to {args}; it loads in the background")
+        with self.io.status(f"switching to {args}…"):
+            self.session.switch_model(args)
+        self.io.tool_output(f"switched to {args}; it loads in the background")
 
     def completions_model(self, partial: str) -> list[str]:
         return [name for name, _ in self.session.available_models()]
@@ -154,29 +157,35 @@ class Commands:
 
     def cmd_save(self, args: str) -> None:
         """Write code block N of the last answer to PATH (shows a diff, asks before overwriting)."""
-        number, _, path_text = args.partition(" ")
-        if not number.isdigit() or not path_text.strip():
+        number, *path_text = args.split(maxsplit=1) or [""]
+        if not number.isdigit() or not path_text:
             raise UserError("usage: /save N PATH, e.g. /save 1 src/util.py")
         blocks = extract_code_blocks(self._last_answer().text)
         index = int(number)
         if not 1 <= index <= len(blocks):
             raise UserError(f"the last answer has {len(blocks)} code block(s); N must be 1..{len(blocks)}")
-        target = self._path_argument(path_text.strip())
-        new_text = blocks[index - 1].text
+        target = self._path_argument(path_text[0].strip())
+        try:
+            self._write_with_confirmation(target, blocks[index - 1].text)
+        except OSError as exc:  # a bad name, no permission, a full disk: the user can fix it
+            raise UserError(f"cannot write {self._display_path(target)}: {exc.strerror or exc}") from None
+
+    def _write_with_confirmation(self, target: Path, new_text: str) -> None:
+        shown = self._display_path(target)
         if target.is_dir():
-            raise UserError(f"{target} is a directory; give a file path")
+            raise UserError(f"{shown} is a directory; give a file path")
         if target.exists():
             old_text = target.read_text(encoding="utf-8", errors="replace")
             if old_text == new_text:
-                self.io.tool_output(f"{target} already has this content; nothing written")
+                self.io.tool_output(f"{shown} already has this content; nothing written")
                 return
-            self.io.show_diff(unified_diff(old_text, new_text, self._display_path(target)))
-            if not self.io.confirm_ask(f"Overwrite {self._display_path(target)}?", default=False):
+            self.io.show_diff(unified_diff(old_text, new_text, shown))
+            if not self.io.confirm_ask(f"Overwrite {shown}?", default=False):
                 self.io.tool_output("not saved")
                 return
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(new_text, encoding="utf-8")
-        self.io.tool_output(f"wrote {self._display_path(target)} ({len(new_text.splitlines())} lines)")
+        self.io.tool_output(f"wrote {shown} ({len(new_text.splitlines())} lines)")
 
     def completions_save(self, partial: str) -> list[str]:
         if partial.isdigit() or not partial:
@@ -212,7 +221,13 @@ class Commands:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _update_index(self) -> Any:
+        with self.io.status(f"indexing {self.session.repo}…") as status:
+            return self.session.update_index(progress=lambda event: status.update(str(event)))
+
     def _answer(self, request: str, *, web_passages: Sequence = ()) -> None:
+        if self.session.config.rag.enabled:
+            self._update_index()  # so an answer never cites a file as it was before an edit
         if not self.session.model_ready:
             with self.io.status(f"loading {self.session.model_name}…"):
                 self.session.wait_for_model()
@@ -223,7 +238,7 @@ class Commands:
             stream.finish()
         if answer.cancelled:
             self.io.tool_warning("stopped; the partial answer is kept (/save works on it)")
-        sources = [source_citation(source) for source in answer.sources] + list(answer.web_sources)
+        sources = [source.citation for source in answer.sources] + list(answer.web_sources)
         if sources:
             self.io.tool_output("Sources:", *(f"  {source}" for source in sources))
 
@@ -232,7 +247,7 @@ class Commands:
         if self.session.is_offline():
             raise UserError(f"{command} needs the internet and the assistant is offline; type /offline to go online")
 
-    def _researcher(self):
+    def _researcher(self) -> Any:
         researcher = self.session.web_researcher()
         notice = researcher.engine_notice()
         if notice:
@@ -244,7 +259,7 @@ class Commands:
         self.session.rate(answer, label)
         self.io.tool_output(f"rated the last answer {label}")
 
-    def _last_answer(self):
+    def _last_answer(self) -> Any:
         if self.session.last_answer is None:
             raise UserError("there is no answer yet: ask with /code TASK first")
         return self.session.last_answer
@@ -256,13 +271,14 @@ class Commands:
 
     def _display_path(self, path: Path) -> str:
         try:
-            return str(path.resolve().relative_to(self.session.repo.resolve()))
+            return str(path.relative_to(self.session.repo))
         except ValueError:
             return str(path)
 
     def _path_completions(self, partial: str, *, directories_only: bool = False) -> list[str]:
-        """Entries of the directory `partial` points into, relative to the codebase."""
-        head, _, _ = partial.rpartition("/")
+        """Entries of the directory `partial` points into, relative to the codebase; hidden
+        ones only once a dot is typed, as in a shell."""
+        head, _, name = partial.rpartition("/")
         base = self._path_argument(head) if head else self.session.repo
         try:
             entries = sorted(os.scandir(base), key=lambda entry: entry.name)
@@ -272,15 +288,10 @@ class Commands:
         options = []
         for entry in entries[:_MAX_PATH_COMPLETIONS]:
             is_dir = entry.is_dir()
-            if directories_only and not is_dir:
+            if (directories_only and not is_dir) or (entry.name.startswith(".") and not name.startswith(".")):
                 continue
             options.append(prefix + entry.name + ("/" if is_dir else ""))
         return options
-
-
-def source_citation(source: object) -> str:
-    """`path:start-end`, the form every source is listed in."""
-    return f"{source.path}:{source.start_line}-{source.end_line}"
 
 
 def _required(args: str, usage: str) -> str:

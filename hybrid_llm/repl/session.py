@@ -26,7 +26,7 @@ from hybrid_llm.errors import UserError
 
 log = logging.getLogger(__name__)
 
-_JOIN_POLL_S = 0.1
+_WAIT_POLL_S = 0.1
 
 
 def load_area(module: str, feature: str) -> ModuleType:
@@ -34,7 +34,7 @@ def load_area(module: str, feature: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        log.warning("cannot import %s", module, exc_info=True)
+        log.warning("cannot import %s: %s", module, exc)
         raise UserError(f"{feature} is not available in this installation ({exc})") from None
 
 
@@ -69,7 +69,7 @@ class Session:
         """Begin loading the model and reading the index state; returns at once."""
         try:
             self.provider.start_loading()
-        except UserError as exc:
+        except UserError as exc:  # e.g. the model area is missing; the first request says so
             log.warning("model loading not started: %s", exc)
         self.refresh_index_status_in_background()
 
@@ -78,8 +78,8 @@ class Session:
     @property
     def provider(self) -> Any:
         if self._provider is None:
-            coder_module = load_area("hybrid_llm.coder", "the model")
-            self._provider = coder_module.BackendProvider(self.config)
+            provider_module = load_area("hybrid_llm.llm.provider", "the model")
+            self._provider = provider_module.BackendProvider(self.config)
         return self._provider
 
     @property
@@ -90,6 +90,17 @@ class Session:
     def model_ready(self) -> bool:
         return self._provider is not None and self._provider.ready
 
+    @property
+    def model_problem(self) -> str | None:
+        """Why the model could not be loaded, once loading has failed (else None)."""
+        if not self.model_ready:
+            return None
+        try:
+            self._provider.get(timeout=0)
+        except Exception as exc:  # noqa: BLE001 - any load failure is shown, not raised
+            return str(exc) or type(exc).__name__
+        return None
+
     def wait_for_model(self) -> None:
         """Block until the model is loaded; its loading error (e.g. file missing) is raised."""
         self.provider.get()
@@ -97,14 +108,15 @@ class Session:
     def available_models(self) -> list[tuple[str, str]]:
         """(name, description) of every model `models list` shows, plus registered files."""
         models = load_area("hybrid_llm.llm.models", "the model list")
-        listing = [(name, spec.description) for name, spec in models.KNOWN_MODELS.items()]
-        known = {name for name, _ in listing}
-        listing += [
-            (name, "registered with `models add`")
-            for name in models.ModelRegistry().registered_names()
-            if name not in known
+        registry = models.ModelRegistry()
+        described = {name: spec.description for name, spec in models.KNOWN_MODELS.items()}
+        for name in registry.registered_names():
+            described.setdefault(name, "registered with `models add`")
+        return [
+            (name, description if models.model_file(name, registry).exists()
+             else f"{description} (not downloaded: hybrid-llm models pull {name})")
+            for name, description in described.items()
         ]
-        return listing
 
     def switch_model(self, name: str) -> None:
         names = [known for known, _ in self.available_models()]
@@ -120,9 +132,20 @@ class Session:
             coder_module = load_area("hybrid_llm.coder", "code generation")
             request_log = self._request_log()
             self._coder = coder_module.Coder(
-                self.config, backend_provider=self.provider, request_log=request_log
+                self.config,
+                backend_provider=self.provider,
+                request_log=request_log,
+                retriever_factory=self._retriever,
             )
         return self._coder
+
+    def _retriever(self, repo: Path, config: Config, progress: Callable[[Any], None] | None) -> Any:
+        """The coder's retriever over the session's own index (one index object per codebase);
+        the REPL brings the index up to date, with progress, before it asks."""
+        retriever_module = load_area("hybrid_llm.rag.retriever", "retrieval")
+        with self._index_lock:
+            index = self._open_index()
+        return retriever_module.HybridRetriever(index, config)
 
     def ask(
         self,
@@ -136,6 +159,8 @@ class Session:
         meter = _SpeedMeter(on_token)
         outcome: dict[str, Any] = {}
 
+        finished = threading.Event()
+
         def generate() -> None:
             try:
                 outcome["answer"] = coder.ask(
@@ -147,10 +172,11 @@ class Session:
                 )
             except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread below
                 outcome["error"] = exc
+            finally:
+                finished.set()
 
-        worker = threading.Thread(target=generate, name="hybrid-llm-answer", daemon=True)
-        worker.start()
-        _join_cancelling_on_interrupt(worker, coder.cancel)
+        threading.Thread(target=generate, name="hybrid-llm-answer", daemon=True).start()
+        _wait_cancelling_on_interrupt(finished, coder.cancel)
         if "error" in outcome:
             raise outcome["error"]
         answer = outcome["answer"]
@@ -268,14 +294,18 @@ class _SpeedMeter:
 
 
 def _tokens_per_second(timings: dict) -> float | None:
-    value = timings.get("tokens_per_second") if timings else None
+    value = timings.get("decode_tok_per_s") if timings else None
     return float(value) if value else None
 
 
-def _join_cancelling_on_interrupt(worker: threading.Thread, cancel: Callable[[], None]) -> None:
-    """Wait for `worker`; each Ctrl-C (KeyboardInterrupt here) asks it to stop, and we keep waiting."""
-    while worker.is_alive():
+def _wait_cancelling_on_interrupt(finished: threading.Event, cancel: Callable[[], None]) -> None:
+    """Wait for `finished`; each Ctrl-C (KeyboardInterrupt here) asks the work to stop.
+
+    An Event, not Thread.join: on Python 3.11 a join interrupted by KeyboardInterrupt can leave
+    `is_alive()` False while the thread still runs.
+    """
+    while not finished.is_set():
         try:
-            worker.join(_JOIN_POLL_S)
+            finished.wait(_WAIT_POLL_S)
         except KeyboardInterrupt:
             cancel()

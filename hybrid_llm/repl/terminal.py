@@ -19,10 +19,8 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import Output
 from rich.console import Console
 from rich.markup import escape
-from rich.syntax import Syntax
 
 from hybrid_llm.repl.io import AnswerStream, StatusLine, is_yes
-from hybrid_llm.repl.markdown_stream import MarkdownStream
 
 TOOLBAR_REFRESH_S = 0.5
 
@@ -51,6 +49,7 @@ class TerminalIO:
         self.console = console or Console()
         self.completer: Completer | None = None
         self.toolbar: Callable[[], str] | None = None
+        self.on_first_prompt: Callable[[], None] | None = None
         history_path.parent.mkdir(parents=True, exist_ok=True)
         self._prompt = PromptSession(
             history=FileHistory(str(history_path)),
@@ -61,6 +60,14 @@ class TerminalIO:
             refresh_interval=TOOLBAR_REFRESH_S,
         )
         self._question = PromptSession(input=input, output=output)
+        self._prompt.app.after_render += self._after_render
+
+    def _after_render(self, app: object) -> None:
+        # Slow start-up work (model, index) waits until the prompt is on screen, so it cannot
+        # delay it by competing for the interpreter while prompt-toolkit draws.
+        callback, self.on_first_prompt = self.on_first_prompt, None
+        if callback is not None:
+            callback()
 
     def read_line(self, prompt: str) -> str:
         return self._prompt.prompt(
@@ -89,9 +96,13 @@ class TerminalIO:
         return is_yes(reply, default)
 
     def show_diff(self, diff: str) -> None:
+        from rich.syntax import Syntax
+
         self.console.print(Syntax(diff, "diff", theme="monokai", background_color="default"))
 
     def answer_stream(self) -> AnswerStream:
+        from hybrid_llm.repl.markdown_stream import MarkdownStream  # rich.markdown is slow to import
+
         return MarkdownStream(self.console)
 
     def status(self, message: str) -> AbstractContextManager[StatusLine]:

@@ -18,8 +18,11 @@ def toolbar_text(session: Session) -> str:
 
 
 def _model_part(session: Session) -> str:
-    state = "" if session.model_ready else " (loading…)"
-    return f"{session.model_name}{state}"
+    if not session.model_ready:
+        return f"{session.model_name} (loading…)"
+    if session.model_problem:
+        return f"{session.model_name} (not loaded: /model says why)"
+    return session.model_name
 
 
 def _network_part(session: Session) -> str:

@@ -146,3 +146,15 @@ def test_counts_tokens_with_the_server_tokenizer_or_a_safe_estimate(serve):
     estimated = OpenAICompatibleBackend(f"{server.url}/v1", "x", context_length=4096)
     code = "def add(a, b):\n    return a + b\n"
     assert estimated.count_tokens(code) >= len(code) / 4, "over-estimates, so prompts never overflow"
+
+
+def test_network_guard_lets_a_loopback_server_through_only_when_loopback_is_allowed(serve):
+    from hybrid_llm.net import guard
+
+    server = serve(["ok"])
+    backend = OpenAICompatibleBackend(f"{server.url}/v1", "x", context_length=4096)
+    with guard.offline_mode(allow_loopback=True):
+        assert list(backend.stream([{"role": "user", "content": "hi"}], **GENERATION)) == ["ok"]
+    with guard.offline_mode(allow_loopback=False), pytest.raises(UserError, match="cannot reach"):
+        list(backend.stream([{"role": "user", "content": "hi"}], **GENERATION))
+    assert list(backend.stream([{"role": "user", "content": "hi"}], **GENERATION)) == ["ok"]

@@ -23,7 +23,7 @@ from hybrid_llm.net.search import SearchResult
 
 PAGES = Path(__file__).parent / "pages"
 OVERSIZE_BYTES = 3 * 1024 * 1024
-SLOW_SECONDS = 3.0
+SLOW_SECONDS = 8.0
 TRICKLE_SECONDS = 4.0
 
 

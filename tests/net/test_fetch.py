@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from hybrid_llm.config import WebSettings
+from hybrid_llm.net import guard
 from hybrid_llm.net.fetch import MAX_REDIRECTS, FetchError, PageFetcher
 from tests.net.local_web import SLOW_SECONDS, TRICKLE_SECONDS, LocalSite, site  # noqa: F401 (fixture)
 
@@ -138,3 +139,15 @@ def test_injected_client_gets_the_same_limits(tmp_path: Path) -> None:
     assert len(seen) == MAX_REDIRECTS + 1
     page_fetcher.close()
     assert not client.is_closed  # the caller owns it
+
+
+def test_going_offline_closes_the_client_and_online_again_rebuilds_it(
+    site: LocalSite, tmp_path: Path
+) -> None:
+    page_fetcher = fetcher(tmp_path, cache_ttl_hours=0)
+    page_fetcher.fetch(site.url("streaming.html"))
+
+    with guard.offline_mode(allow_loopback=True):
+        pass  # the guard closes registered clients on the way offline
+
+    assert page_fetcher.fetch(site.url("timeouts.html")).text.startswith("<!DOCTYPE html>")

@@ -5,14 +5,17 @@ real MiniLM embedder and the real network guard. Only the search engine is a sta
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from hybrid_llm.coder import Coder
 from hybrid_llm.config import Config, WebSettings
 from hybrid_llm.errors import UserError
 from hybrid_llm.net import guard
 from hybrid_llm.net.web import PASSAGE_CHARS, WebResearcher, split_passages
 from tests.net.local_web import LocalSearchClient, LocalSite, site  # noqa: F401 (fixture)
+from tests.llm.conftest import tiny_model_dir  # noqa: F401 (fixture)
 from tests.net.test_extract import BOILERPLATE, STREAMING_CODE
 
 STREAMING_TASK = "count the bytes of a large download with httpx without loading it into memory"
@@ -29,7 +32,7 @@ def online() -> Iterator[None]:
 
 
 def researcher(search: LocalSearchClient | None, **web: object) -> WebResearcher:
-    settings = WebSettings(**{"timeout": 1.5, "max_results": 6, "fetch_pages": 6, **web})
+    settings = WebSettings(**{"timeout": 3.0, "max_results": 6, "fetch_pages": 6, **web})
     return WebResearcher(Config(web=settings), search)
 
 
@@ -39,7 +42,7 @@ def test_web_gathers_relevant_passages_and_reports_each_bad_page(site: LocalSite
     bad = {
         site.url("huge.html"): "page too large",
         site.url("manual.pdf"): "not a web page",
-        site.url("slow.html"): "no answer within 1.5s",
+        site.url("slow.html"): "no answer within 3s",
         site.url("loop-a"): "redirect loop",
     }
     search = LocalSearchClient([good[0], *bad, good[1]])
@@ -175,3 +178,21 @@ def test_oversized_code_block_is_split_into_fenced_pieces() -> None:
     assert len(passages) > 1
     assert all(p.startswith("```python\n") and p.endswith("\n```") for p in passages)
     assert "\n".join(p.removeprefix("```python\n").removesuffix("\n```") for p in passages) == body
+
+
+@pytest.mark.usefixtures("online")
+def test_web_answer_cites_the_page_urls(site: LocalSite, tiny_model_dir: Path) -> None:
+    """/web's data flow: gather, then `Coder.ask` with the passages (the tiny local Qwen2 as
+    model, so the text is gibberish but the prompt and its citations are real)."""
+    good = [site.url("streaming.html"), site.url("timeouts.html")]
+    search = LocalSearchClient([good[0], site.url("manual.pdf"), good[1]])
+    gathering = researcher(search).gather(STREAMING_TASK)
+    config = Config.model_validate(
+        {"model": {"path": str(tiny_model_dir), "n_ctx": 2048}, "generation": {"max_tokens": 8}}
+    )
+
+    answer = Coder(config).ask(STREAMING_TASK, repo=None, web_passages=gathering.passages)
+
+    assert set(answer.web_sources) == set(good)
+    assert answer.text
+    assert len(gathering.errors) == 1 and "not a web page" in gathering.errors[0]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from hybrid_llm.config import Config
+from hybrid_llm.net.search import SearchResult
 from hybrid_llm.repl.commands import Commands
 from hybrid_llm.repl.session import Session
 
@@ -72,6 +73,19 @@ class FakeProvider:
     def switch(self, name: str) -> None:
         self.switched_to.append(name)
         self.model_name = name
+
+
+class RecordingSearchClient:
+    """Stands in for the internet search engine: records each query, returns fixed results."""
+
+    engine = "local-test-engine"
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    def search(self, query: str, max_results: int) -> list[SearchResult]:
+        self.queries.append(query)
+        return [SearchResult("Example page", "http://127.0.0.1:9/example", "an example snippet")]
 
 
 class _Status:
@@ -162,8 +176,13 @@ def provider() -> FakeProvider:
 
 
 @pytest.fixture
-def session(repo: Path, provider: FakeProvider) -> Session:
-    session = Session(offline_config(), repo, provider=provider)
+def search_client() -> RecordingSearchClient:
+    return RecordingSearchClient()
+
+
+@pytest.fixture
+def session(repo: Path, provider: FakeProvider, search_client: RecordingSearchClient) -> Session:
+    session = Session(offline_config(), repo, provider=provider, search_client=search_client)
     yield session
     session.close()
 
@@ -176,3 +195,12 @@ def io() -> ScriptedIO:
 @pytest.fixture
 def commands(io: ScriptedIO, session: Session) -> Commands:
     return Commands(io, session)
+
+
+@pytest.fixture
+def offline():
+    """The real network guard, offline (loopback allowed), restored to its previous level after."""
+    from hybrid_llm.net import guard
+
+    with guard.offline_mode(allow_loopback=True):
+        yield guard

@@ -131,3 +131,51 @@ def test_good_and_bad_rate_the_last_answer_in_the_request_log(commands: Commands
 def test_exit_ends_the_loop(commands: Commands) -> None:
     with pytest.raises(ExitRepl):
         commands.run("/exit")
+
+
+@pytest.mark.parametrize("line", ["/web how do I parse toml", "/search tomllib"])
+def test_web_and_search_refuse_while_offline_without_touching_the_client(
+    commands: Commands, search_client, offline, line: str
+) -> None:
+    with pytest.raises(UserError, match=r"offline; type /offline to go online"):
+        commands.run(line)
+    assert search_client.queries == []
+    assert commands.session._researcher is None  # nothing network-capable was even built
+
+
+def test_offline_toggles_the_real_guard(commands: Commands, io: ScriptedIO, offline) -> None:
+    commands.run("/offline")
+    assert not offline.is_offline()
+    assert io.output[-1].startswith("ONLINE")
+    commands.run("/offline")
+    assert offline.is_offline()
+    assert io.output[-1].startswith("OFFLINE")
+    commands.run("/offline off")
+    commands.run("/offline off")
+    assert not offline.is_offline()
+    with pytest.raises(UserError, match=r"usage: /offline \[on\|off\]"):
+        commands.run("/offline maybe")
+
+
+def test_search_online_sends_exactly_the_query_and_lists_results(
+    commands: Commands, io: ScriptedIO, search_client, offline
+) -> None:
+    commands.run("/offline off")
+    commands.run("/search   tomllib load example ")
+    commands.run("/search second query")
+    assert search_client.queries == ["tomllib load example", "second query"]
+    text = io.text
+    assert "1. Example page" in text and "http://127.0.0.1:9/example" in text
+    assert text.count("local-test-engine") == 1  # the engine is named once per session
+
+
+def test_web_online_reports_failed_pages_and_still_answers(
+    commands: Commands, io: ScriptedIO, search_client, offline
+) -> None:
+    """The result page is on a closed loopback port, so fetching it fails: one warning line,
+    then the answer is written from what there is (the local code)."""
+    commands.run("/offline off")
+    commands.run("/web print hello")
+    assert search_client.queries == ["print hello"]
+    assert len(io.warnings) == 1 and "127.0.0.1" in io.warnings[0]
+    assert commands.session.last_answer.text.strip() == FAKE_ANSWER.strip()

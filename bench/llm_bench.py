@@ -1,0 +1,227 @@
+"""LLM engine benchmark on the default GGUF model (issue 5), every figure from one run.
+
+1. Overhead: prefill tok/s on a ~1,000-token prompt, decode tok/s and time to first token for
+   (a) our LlamaCppBackend and (b) llama-cpp-python's `create_chat_completion` called directly
+   with the same settings, interleaved a/b/a/b; reported as medians and the ratio a/b.
+2. Prefix reuse: the first turn of a conversation, then a follow-up on the same Llama object
+   (KV cache kept) against the same follow-up prompt evaluated cold; ratio of TTFTs.
+3. Prompt-lookup decoding on an edit-style request (the answer repeats the code it was shown):
+   decode tok/s, TTFT and RSS with and without `LlamaPromptLookupDecoding`.
+4. `hybrid-llm ask` with retrieval over a real repository (this one, indexed first), in a fresh
+   process: TTFT, total time for ~200 tokens, peak RSS of that process.
+
+Run when the machine is otherwise quiet (about 10 minutes on 2 cores):
+    nice .venv/bin/python bench/llm_bench.py [--threads 2] [--runs 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hybrid_llm.config import REPO_ROOT, Config  # noqa: E402
+from hybrid_llm.llm.llama_cpp_backend import LlamaCppBackend  # noqa: E402
+from hybrid_llm.llm.models import resolve_model_path  # noqa: E402
+from hybrid_llm.llm.prompt import SYSTEM_PROMPT  # noqa: E402
+
+SETTINGS = {"max_tokens": 128, "temperature": 0.0, "top_p": 1.0, "top_k": 1}
+N_CTX = 4096
+
+
+def code_context(tokens_wanted: int, count) -> str:
+    """Real code from this repository, cut to about `tokens_wanted` tokens."""
+    text = ""
+    for path in sorted((REPO_ROOT / "hybrid_llm").rglob("*.py")):
+        text += f"### {path.relative_to(REPO_ROOT)}\n{path.read_text()}\n"
+        if count(text) >= tokens_wanted:
+            break
+    while count(text) > tokens_wanted:
+        text = text[: int(len(text) * 0.95)]
+    return text
+
+
+def long_prompt_messages(count) -> list[dict]:
+    context = code_context(950, count)
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": f"Code from the repository:\n\n{context}\n\nRequest: summarise what this code does."},
+    ]
+
+
+def timed_stream(pieces_iter, count) -> dict:
+    started = time.perf_counter()
+    first = None
+    text = []
+    for piece in pieces_iter:
+        first = first or time.perf_counter()
+        text.append(piece)
+    end = time.perf_counter()
+    first = first or end
+    answer = "".join(text)
+    return {"ttft_s": first - started, "decode_s": end - first, "completion_tokens": count(answer), "text": answer}
+
+
+def direct_stream(llama, messages):
+    """(b): the binding itself, as a user of llama-cpp-python would call it."""
+    for chunk in llama.create_chat_completion(messages=messages, stream=True, **SETTINGS):
+        text = chunk["choices"][0]["delta"].get("content")
+        if text:
+            yield text
+
+
+def prompt_tokens(llama, messages) -> int:
+    """Tokens of the prompt the binding evaluates (Qwen2.5's template is ChatML)."""
+    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return len(llama.tokenize((text + "<|im_start|>assistant\n").encode(), add_bos=False, special=True))
+
+
+def summarise(runs: list[dict], n_prompt: int) -> dict:
+    ttft = statistics.median(r["ttft_s"] for r in runs)
+    decode = statistics.median((r["completion_tokens"] - 1) / r["decode_s"] for r in runs if r["decode_s"] > 0)
+    return {"ttft_s": round(ttft, 3), "prefill_tok_s": round(n_prompt / ttft, 1), "decode_tok_s": round(decode, 2),
+            "completion_tokens": runs[0]["completion_tokens"]}
+
+
+def bench_overhead(model: Path, threads: int, runs: int) -> dict:
+    backend = LlamaCppBackend(model, n_ctx=N_CTX, threads=threads, prompt_lookup=False)
+    llama = backend._llama  # the same weights for (a) and (b): no second 1 GB mapping
+    messages = long_prompt_messages(backend.count_tokens)
+    n_prompt = prompt_tokens(llama, messages)
+    ours, direct = [], []
+    for _ in range(runs):
+        llama.reset()  # no prefix reuse between runs: each one processes the whole prompt
+        ours.append(timed_stream(backend.stream(messages, **SETTINGS), backend.count_tokens))
+        llama.reset()
+        direct.append(timed_stream(direct_stream(llama, messages), backend.count_tokens))
+    a, b = summarise(ours, n_prompt), summarise(direct, n_prompt)
+    backend.close()
+    return {
+        "prompt_tokens": n_prompt,
+        "ours": a,
+        "direct": b,
+        "ratio_prefill": round(a["prefill_tok_s"] / b["prefill_tok_s"], 3),
+        "ratio_decode": round(a["decode_tok_s"] / b["decode_tok_s"], 3),
+        "ratio_ttft": round(b["ttft_s"] / a["ttft_s"], 3),
+    }
+
+
+def bench_prefix_reuse(model: Path, threads: int) -> dict:
+    backend = LlamaCppBackend(model, n_ctx=N_CTX, threads=threads)
+    first_messages = long_prompt_messages(backend.count_tokens)
+    first = timed_stream(backend.stream(first_messages, **SETTINGS), backend.count_tokens)
+    follow_up = [*first_messages, {"role": "assistant", "content": first["text"]},
+                 {"role": "user", "content": "Which module loads the model?"}]
+    warm = timed_stream(backend.stream(follow_up, **{**SETTINGS, "max_tokens": 16}), backend.count_tokens)
+    backend._llama.reset()
+    cold = timed_stream(backend.stream(follow_up, **{**SETTINGS, "max_tokens": 16}), backend.count_tokens)
+    backend.close()
+    return {
+        "first_turn_ttft_s": round(first["ttft_s"], 3),
+        "second_turn_ttft_s": round(warm["ttft_s"], 3),
+        "second_turn_cold_ttft_s": round(cold["ttft_s"], 3),
+        "speedup_vs_first": round(first["ttft_s"] / warm["ttft_s"], 1),
+        "speedup_vs_cold": round(cold["ttft_s"] / warm["ttft_s"], 1),
+    }
+
+
+EDIT_SOURCE = (REPO_ROOT / "hybrid_llm" / "llm" / "prompt.py").read_text().split("def _newest_within")[0][-2400:]
+
+
+def bench_prompt_lookup(model: Path, threads: int, runs: int) -> dict:
+    messages = [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": "Rename the parameter `request` to `task` everywhere in this code and "
+                                    f"print the whole edited code:\n\n```python\n{EDIT_SOURCE}\n```"},
+    ]
+    settings = {**SETTINGS, "max_tokens": 256}
+    results = {}
+    for lookup in (False, True):
+        process = psutil.Process()
+        backend = LlamaCppBackend(model, n_ctx=N_CTX, threads=threads, prompt_lookup=lookup)
+        measured = []
+        for _ in range(runs):
+            backend._llama.reset()
+            pieces = backend.stream(messages, **settings)
+            measured.append(timed_stream(pieces, backend.count_tokens))
+        rss = process.memory_info().rss
+        backend.close()
+        decode = statistics.median((r["completion_tokens"] - 1) / r["decode_s"] for r in measured)
+        results["on" if lookup else "off"] = {
+            "decode_tok_s": round(decode, 2),
+            "ttft_s": round(statistics.median(r["ttft_s"] for r in measured), 3),
+            "completion_tokens": measured[0]["completion_tokens"],
+            "rss_mb": round(rss / 2**20),
+        }
+    results["decode_speedup"] = round(results["on"]["decode_tok_s"] / results["off"]["decode_tok_s"], 3)
+    return results
+
+
+def bench_ask(repo: Path) -> dict:
+    """`hybrid-llm ask --json` twice in fresh processes: the first builds the index (cold), the
+    second finds it up to date (a REPL user's usual case); peak RSS of the child processes."""
+    home = Path(tempfile.mkdtemp(prefix="llm-bench-home-"))
+    config = home / "config.json"
+    config.write_text(json.dumps({"generation": {"max_tokens": 200, "temperature": 0.2}}))
+    env = {**os.environ, "HYBRID_LLM_HOME": str(home), "HYBRID_LLM_CONFIG": str(config)}
+    request = ("How does the prompt builder decide which retrieved chunks to drop? "
+               "Write a function that reports how many were dropped.")
+    results = {}
+    for label in ("cold_index", "warm_index"):
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "hybrid_llm", "ask", request, "--repo", str(repo), "--json"],
+                              env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            return {"error": done.stderr.strip()[-500:]}
+        out = json.loads(done.stdout)
+        results[label] = {"timings": out["timings"], "sources": len(out["sources"]),
+                          "process_wall_s": round(wall, 2), "has_code_block": "```" in out["answer"]}
+    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="LLM engine benchmark (issue 5)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--repo", type=Path, default=REPO_ROOT)
+    parser.add_argument("--only", choices=["overhead", "prefix", "lookup", "ask"], action="append")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    model = resolve_model_path(Config())
+    only = set(args.only or ["overhead", "prefix", "lookup", "ask"])
+    report: dict = {"model": model.name, "threads": args.threads, "cpu_count": os.cpu_count(),
+                    "load_average_start": os.getloadavg()}
+    if "overhead" in only:
+        report["overhead"] = bench_overhead(model, args.threads, args.runs)
+        print(json.dumps(report["overhead"]), flush=True)
+    if "prefix" in only:
+        report["prefix_reuse"] = bench_prefix_reuse(model, args.threads)
+        print(json.dumps(report["prefix_reuse"]), flush=True)
+    if "lookup" in only:
+        report["prompt_lookup"] = bench_prompt_lookup(model, args.threads, args.runs)
+        print(json.dumps(report["prompt_lookup"]), flush=True)
+    if "ask" in only:
+        report["ask"] = bench_ask(args.repo)
+        print(json.dumps(report["ask"]), flush=True)
+    report["load_average_end"] = os.getloadavg()
+    print(json.dumps(report, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

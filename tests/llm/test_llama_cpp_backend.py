@@ -1,0 +1,109 @@
+"""The llama.cpp backend: the tiny Qwen2 GGUF (built locally) for the quick checks, the real
+default model for what only a real model shows (cancellation latency, prefix KV reuse)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hybrid_llm.config import Config
+from hybrid_llm.llm.base import choose_backend, create_backend
+from hybrid_llm.llm.llama_cpp_backend import LlamaCppBackend, physical_cores
+from hybrid_llm.llm.prompt import SYSTEM_PROMPT
+
+GREEDY = {"temperature": 0.0, "top_p": 1.0, "top_k": 1}
+CANCEL_LIMIT_S = 0.2
+
+
+def test_auto_picks_llama_cpp_for_a_gguf_file(tiny_gguf: Path):
+    config = Config.model_validate({"model": {"path": str(tiny_gguf), "n_ctx": 512}})
+    entry, path = choose_backend(config)
+    assert (entry.name, path) == ("llama_cpp", tiny_gguf)
+    backend = create_backend(config)
+    assert backend.context_length == 512
+    assert backend.threads == physical_cores()
+
+
+def test_streams_piece_by_piece_quietly(tiny_gguf: Path, tiny_tokenizer, capfd):
+    backend = LlamaCppBackend(tiny_gguf, n_ctx=512, threads=1)
+    pieces = list(backend.stream([{"role": "user", "content": "def add(a, b):"}], max_tokens=12, **GREEDY))
+
+    assert len(pieces) > 1
+    assert capfd.readouterr() == ("", ""), "no llama.cpp logs on the terminal"
+    text = "def add(a, b):\n    return a + b"
+    assert backend.count_tokens(text) == len(tiny_tokenizer.encode(text, add_special_tokens=False))
+
+
+def test_threads_setting_is_passed_on(tiny_gguf: Path):
+    config = Config.model_validate({"model": {"path": str(tiny_gguf), "n_ctx": 512, "threads": 1}})
+    assert create_backend(config).threads == 1
+
+
+@pytest.fixture(scope="module")
+def real_backend(default_model_file: Path) -> LlamaCppBackend:
+    return LlamaCppBackend(default_model_file, n_ctx=4096)
+
+
+def long_messages(request: str = "Summarise this code in one sentence.") -> list[dict]:
+    code = "\n\n".join(
+        f"def step_{i}(state: dict) -> dict:\n    state['value_{i}'] = state.get('value_{i - 1}', 0) + {i}\n"
+        f"    return state" for i in range(60)
+    )
+    return [{"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": f"```python\n{code}\n```\n\n{request}"}]
+
+
+@pytest.mark.slow
+def test_cancel_during_decode_stops_fast_and_the_backend_stays_usable(real_backend: LlamaCppBackend):
+    messages = [{"role": "user", "content": "Write a long essay about sorting algorithms."}]
+    stream = real_backend.stream(messages, max_tokens=2000, **GREEDY)
+    for _, _piece in zip(range(5), stream):
+        pass
+    threading.Timer(0.05, real_backend.cancel).start()
+    started = time.perf_counter()
+    rest = list(stream)
+    stopped_after = time.perf_counter() - started - 0.05
+
+    assert stopped_after < CANCEL_LIMIT_S, f"stopped {stopped_after * 1000:.0f} ms after cancel"
+    assert real_backend.count_tokens("".join(rest)) < 10
+    after = "".join(real_backend.stream([{"role": "user", "content": "Say hi."}], max_tokens=8, **GREEDY))
+    assert after.strip()
+
+
+@pytest.mark.slow
+def test_cancel_during_prompt_processing_stops_fast(real_backend: LlamaCppBackend):
+    real_backend._llama.reset()
+    cancel_at = 1.0  # well inside the processing of a ~1,500-token prompt on a laptop CPU
+    threading.Timer(cancel_at, real_backend.cancel).start()
+    started = time.perf_counter()
+    pieces = list(real_backend.stream(long_messages(), max_tokens=64, **GREEDY))
+    stopped_after = time.perf_counter() - started - cancel_at
+
+    assert pieces == [], "cancelled before the first token"
+    assert stopped_after < CANCEL_LIMIT_S, f"stopped {stopped_after * 1000:.0f} ms after cancel"
+    after = "".join(real_backend.stream(long_messages(), max_tokens=8, **GREEDY))
+    assert after.strip(), "usable afterwards, with the partly processed prompt reused"
+
+
+@pytest.mark.slow
+def test_second_turn_reuses_the_conversation_prefix(real_backend: LlamaCppBackend):
+    """Turn 2 re-processes only its new message: time to first token at least 3x lower."""
+
+    def time_to_first_token(messages: list[dict]) -> tuple[float, str]:
+        started = time.perf_counter()
+        stream = real_backend.stream(messages, max_tokens=24, **GREEDY)
+        first = next(stream)
+        ttft = time.perf_counter() - started
+        return ttft, first + "".join(stream)
+
+    real_backend._llama.reset()
+    first_turn = long_messages()
+    first_ttft, answer = time_to_first_token(first_turn)
+    second_turn = [*first_turn, {"role": "assistant", "content": answer},
+                   {"role": "user", "content": "Which function adds 7?"}]
+    second_ttft, _ = time_to_first_token(second_turn)
+
+    assert second_ttft * 3 <= first_ttft, f"first {first_ttft:.2f} s, second {second_ttft:.2f} s"

@@ -1,0 +1,262 @@
+"""The in-process guard's rules and transitions (hybrid_llm/net/guard.py).
+
+Real sockets on loopback only; the counting listener (tests/net/conftest.py) is the witness
+where something could actually arrive. The end-to-end probe matrix is in test_guard_probes.py.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from hybrid_llm.config import Config, NetworkSettings
+from hybrid_llm.net import guard
+from hybrid_llm.net.guard import NetworkBlockedError
+from hybrid_llm.net.listener import CountingListener
+
+LOOPBACK_SPELLINGS = [
+    "127.0.0.1", "127.1", "127.0.1", "0x7f.1", "0x7f000001", "2130706433", "017700000001",
+    "127.255.255.254", "::1", "[::1]", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1", "::ffff:7f00:1",
+    "localhost", "LOCALHOST",
+]  # fmt: skip
+# Each of these reaches another machine (or could): never allowed while offline.
+EXTERNAL = [
+    "10.0.0.1", "10.1", "0x0a.1", "167772161", "192.0.2.1", "8.8.8.8", "::ffff:10.0.0.1",
+    "::ffff:8.8.8.8", "64:ff9b::7f00:1", "2002:7f00:1::1", "::127.0.0.1", "fe80::1%lo",
+    "2001:db8::1", "example.com", "127.0.0.1.nip.io", "localhost.example.com", "127.0.0.1 ",
+    "999.0.0.1",
+]  # fmt: skip
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Records every host that reaches the C resolver (the guard's own reference to it)."""
+    import _socket
+
+    seen: list[object] = []
+    original = _socket.getaddrinfo
+
+    def recording(host: object, *args: object, **kwargs: object) -> object:
+        seen.append(host)
+        return original(host, *args, **kwargs)
+
+    monkeypatch.setattr(_socket, "getaddrinfo", recording)
+    return seen
+
+
+@pytest.mark.parametrize("host", LOOPBACK_SPELLINGS)
+def test_every_loopback_spelling_is_loopback_and_only_allowed_when_loopback_is(host: str) -> None:
+    with guard.offline_mode(allow_loopback=True):
+        assert guard.refusal(host) is None
+    with guard.offline_mode(allow_loopback=False):
+        assert guard.refusal(host) is not None
+
+
+@pytest.mark.parametrize("host", EXTERNAL)
+def test_external_addresses_and_host_names_are_refused_even_with_loopback_allowed(
+    host: str,
+) -> None:
+    with guard.offline_mode(allow_loopback=True):
+        assert guard.refusal(host) is not None
+
+
+def test_a_local_dns_stub_is_refused_even_with_loopback_allowed() -> None:
+    """systemd-resolved on 127.0.0.53 would forward a query, and the name in it, outside."""
+    with (
+        guard.offline_mode(allow_loopback=True),
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+    ):
+        with pytest.raises(NetworkBlockedError, match="DNS"):
+            udp.sendto(b"query", ("127.0.0.53", 53))
+        with pytest.raises(NetworkBlockedError, match="DNS"):
+            udp.connect(("127.0.0.1", 53))
+
+
+def test_nothing_is_checked_while_online() -> None:
+    assert not guard.is_offline()
+    assert guard.refusal("8.8.8.8") is None
+
+
+def test_host_names_are_refused_before_any_dns_query(lookups: list[object]) -> None:
+    with guard.offline_mode(allow_loopback=True):
+        for call in (
+            lambda: socket.getaddrinfo("example.com", 443),
+            lambda: socket.gethostbyname("example.com"),
+            lambda: socket.gethostbyname_ex("example.com"),
+            lambda: socket.create_connection(("example.com", 443)),
+            lambda: socket.socket().connect(("example.com", 443)),
+            lambda: httpx.get("http://example.com/"),
+        ):
+            with pytest.raises((NetworkBlockedError, httpx.ConnectError)) as raised:
+                call()
+            assert "example.com" in str(raised.value)
+    assert lookups == []
+
+
+def test_localhost_is_answered_without_the_system_resolver(lookups: list[object]) -> None:
+    with guard.offline_mode(allow_loopback=True):
+        addresses = {info[4][0] for info in socket.getaddrinfo("localhost", 80)}
+    assert addresses <= {"127.0.0.1", "::1"} and "127.0.0.1" in addresses
+    assert "localhost" not in lookups
+
+
+def test_unix_sockets_work_in_strict_mode(tmp_path: os.PathLike[str]) -> None:
+    path = os.path.join(tmp_path, "s.sock")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(path)
+        server.listen(1)
+        with guard.offline_mode(allow_loopback=False), socket.socket(socket.AF_UNIX) as client:
+            client.connect(path)
+            client.sendall(b"local")
+            conn, _ = server.accept()
+            assert conn.recv(5) == b"local"
+            conn.close()
+        a, b = socket.socketpair()
+        with a, b, guard.offline_mode(allow_loopback=False):
+            a.sendall(b"pair")
+            assert b.recv(4) == b"pair"
+
+
+def test_raw_and_packet_sockets_cannot_be_created_offline() -> None:
+    with guard.offline_mode(allow_loopback=True):
+        with pytest.raises(NetworkBlockedError):
+            socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        if hasattr(socket, "AF_PACKET"):
+            with pytest.raises(NetworkBlockedError):
+                socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+
+
+def test_loopback_mode_lets_a_local_server_be_reached(listener: CountingListener) -> None:
+    before = listener.counts()["httpx (sync)"]
+    with guard.offline_mode(allow_loopback=True):
+        response = httpx.get(f"http://127.0.0.1:{listener.ports['httpx (sync)']}/", timeout=5)
+    assert response.text == "ok"
+    assert listener.counts()["httpx (sync)"].requests == before.requests + 1
+
+
+def test_offline_mode_restores_the_level_before_it() -> None:
+    guard.enable(allow_loopback=True)
+    with guard.offline_mode():
+        assert guard.is_offline() and not guard.allows_loopback()
+    assert guard.is_offline() and guard.allows_loopback()
+    guard.disable()
+    with guard.offline_mode(allow_loopback=True):
+        assert guard.is_offline()
+    assert not guard.is_offline()
+
+
+def test_install_from_config_applies_the_network_section() -> None:
+    guard.install_from_config(Config())
+    assert guard.is_offline() and guard.allows_loopback()  # the shipped defaults
+    guard.install_from_config(Config(network=NetworkSettings(allow_loopback=False)))
+    assert not guard.allows_loopback()
+    guard.install_from_config(Config(network=NetworkSettings(offline_mode=False)))
+    assert not guard.is_offline()
+
+
+def test_going_offline_closes_registered_clients_and_cuts_open_connections(
+    listener: CountingListener,
+) -> None:
+    port = listener.ports["socket opened before going offline"]
+    registered = httpx.Client()
+    guard.register_http_client(registered)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(b"online\n")
+    guard.enable(allow_loopback=False)
+    with pytest.raises(OSError):
+        sock.sendall(b"offline\n")
+    sock.close()
+    assert registered.is_closed
+    assert b"offline" not in listener.counts()["socket opened before going offline"].payload
+
+
+def test_loopback_connections_survive_going_offline_with_loopback_allowed(
+    listener: CountingListener,
+) -> None:
+    port = listener.ports["socket.create_connection"]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        guard.enable(allow_loopback=True)
+        sock.sendall(b"still here")
+    assert b"still here" in listener.counts()["socket.create_connection"].payload
+
+
+def test_children_inherit_the_level_and_cannot_go_online() -> None:
+    code = (
+        "from hybrid_llm.net import guard\n"
+        "print(guard.is_offline(), guard.allows_loopback())\n"
+        "try:\n    guard.disable()\nexcept PermissionError:\n    print('locked')\n"
+    )
+    guard.enable(allow_loopback=False)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["True", "False", "locked"]
+    guard.disable()
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split()[:2] == ["False", "True"]
+
+
+def test_python_children_that_would_skip_the_guard_are_not_started() -> None:
+    guard.enable(allow_loopback=True)
+    for argv, env in (
+        ([sys.executable, "-I", "-c", "pass"], None),
+        ([sys.executable, "-E", "-c", "pass"], None),
+        ([sys.executable, "-S", "-c", "pass"], None),
+        ([sys.executable, "-c", "pass"], {"PATH": os.environ.get("PATH", "")}),
+    ):
+        with pytest.raises(NetworkBlockedError, match="Python child"):
+            subprocess.run(argv, env=env, check=False)
+    # -c ends the interpreter options: the I in the program text is not a flag.
+    subprocess.run([sys.executable, "-c", "I=1"], check=True)
+    subprocess.run(["true"], env={}, check=True)  # non-Python children: layer 3's job
+
+
+def test_allow_network_lifts_the_guard_for_children_too_then_restores_it() -> None:
+    guard.enable(allow_loopback=False)
+    code = "from hybrid_llm.net import guard; print(guard.is_offline())"
+    with guard.allow_network("test"):
+        assert not guard.is_offline()
+        run = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert run.stdout.strip() == "False"
+    assert guard.is_offline() and not guard.allows_loopback()
+
+
+def test_child_guard_runs_the_sitecustomize_it_shadows(tmp_path: os.PathLike[str]) -> None:
+    other = os.path.join(tmp_path, "site")
+    os.mkdir(other)
+    with open(os.path.join(other, "sitecustomize.py"), "w") as handle:
+        handle.write("import builtins\nbuiltins.OTHER_SITECUSTOMIZE = True\n")
+    guard.enable()
+    env = {**os.environ, "PYTHONPATH": os.environ["PYTHONPATH"] + os.pathsep + other}
+    code = (
+        "import builtins; from hybrid_llm.net import guard\n"
+        "print(guard.is_offline(), builtins.OTHER_SITECUSTOMIZE)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert run.stdout.split() == ["True", "True"]
+
+
+def test_libraries_are_told_to_stay_offline_and_untold_when_going_online(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    guard.enable()
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["ANONYMIZED_TELEMETRY"] == "False"
+    guard.disable()
+    assert "HF_HUB_OFFLINE" not in os.environ
+    assert guard.GUARD_ENV not in os.environ
+
+
+def test_blocked_error_survives_pickling_for_multiprocessing() -> None:
+    import pickle
+
+    error = pickle.loads(pickle.dumps(NetworkBlockedError("connect to 10.0.0.1", "audit hook")))
+    assert isinstance(error, PermissionError) and error.layer == "audit hook"
+    assert "10.0.0.1" in str(error)
