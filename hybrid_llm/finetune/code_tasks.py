@@ -111,12 +111,15 @@ def find_functions(text: str, language: str) -> list[FunctionSite]:
     if not kinds:
         return []
     tree = tree_sitter.Parser(load_language(language)).parse(text.encode("utf-8"))
+    lines = text.splitlines()
     sites = []
     stack = [tree.root_node]
     while stack:
         node = stack.pop()
         if node.type in kinds and (site := _site(node, language)) is not None:
-            sites.append(site)
+            body = lines[site.body_start : site.body_end + 1]
+            if sum(1 for line in body if line.strip()) >= MIN_BODY_LINES:
+                sites.append(site)
         stack.extend(reversed(node.children))
     return sites
 

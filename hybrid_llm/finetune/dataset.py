@@ -208,25 +208,45 @@ def write_dataset(
     return summary
 
 
-def token_counter(config: Config) -> tuple[Callable[[str], int], str]:
-    """Count with the configured model's own vocabulary when it is installed, else estimate.
+def _llama_cpp_vocab(path: Path):
+    """Load only the vocabulary of a GGUF model (no weights, no context; well under a second)."""
+    import logging
 
-    llama.cpp loads only the vocabulary (`vocab_only`), which takes well under a second even for
-    the 1.1 GB default model.
-    """
+    import llama_cpp
+
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    # llama-cpp-python maps llama.cpp's warnings to ERROR, so only CRITICAL keeps the load quiet.
+    logger = logging.getLogger("llama-cpp-python")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
     try:
-        from llama_cpp import Llama
+        model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    finally:
+        logger.setLevel(level)
+    if not model:
+        raise ValueError(f"llama.cpp cannot read {path}")
+    return model, llama_cpp.llama_model_get_vocab(model)
+
+
+def token_counter(config: Config) -> tuple[Callable[[str], int], str]:
+    """Count with the configured model's own vocabulary when it is installed, else estimate."""
+    try:
+        import llama_cpp
 
         from hybrid_llm.llm.models import resolve_model_path
 
         path = resolve_model_path(config)
         if path.is_file():
-            vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
-            return (
-                lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False)),
-                f"the {path.name} vocabulary",
-            )
-    except (ImportError, UserError, ValueError, RuntimeError):
+            model, vocab = _llama_cpp_vocab(path)
+
+            def count(text: str, _model=model) -> int:  # _model keeps the vocabulary alive
+                data = text.encode("utf-8")
+                # With no room for tokens, llama_tokenize returns minus the count it needs.
+                return -llama_cpp.llama_tokenize(vocab, data, len(data), None, 0, False, False)
+
+            return count, f"the {path.name} vocabulary"
+    except (ImportError, UserError, ValueError):
         pass
     estimate = "an estimate of 4 characters per token (llama.cpp or the model is not installed)"
     return (lambda text: (len(text) + 3) // 4), estimate

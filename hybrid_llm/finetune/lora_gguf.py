@@ -39,8 +39,11 @@ def check_supported(adapter_config: dict) -> None:
         raise UserError("adapters with per-module alpha (alpha_pattern) are not supported")
 
 
-def convert_peft_lora(peft_dir: Path, out_path: Path) -> Path:
-    """Write `out_path` (GGUF LoRA, f16) from `adapter_config.json` + `adapter_model.safetensors`."""
+def convert_peft_lora(peft_dir: Path, out_path: Path, *, dtype: str = "float16") -> Path:
+    """Write `out_path` (a GGUF LoRA) from `adapter_config.json` + `adapter_model.safetensors`.
+
+    `dtype` is the numpy type of the stored matrices: "float16" (half the size) or "float32".
+    """
     import gguf
     import torch
     from safetensors.torch import load_file
@@ -64,7 +67,7 @@ def convert_peft_lora(peft_dir: Path, out_path: Path) -> Path:
             raise UserError(f"adapter tensor {name} targets a module llama.cpp does not have")
         # peft stores A as (r, in) and B as (out, r); GGUF reverses dims, giving llama.cpp's
         # expected ne = {in, r} and {r, out}.
-        data = tensors[name].to(torch.float32).numpy().astype("float16")
+        data = tensors[name].to(torch.float32).numpy().astype(dtype)
         writer.add_tensor(f"{base}.lora_{match['part'].lower()}", data)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -131,7 +131,7 @@ class RequestLog:
 
     def _append(self, record: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        data = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
         # One O_APPEND write per record: concurrent sessions never interleave inside a line.
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -118,16 +119,18 @@ def _print_sources(answer: Answer, stream: TextIO) -> None:
 
 
 class _IndexProgressLine:
-    """Index progress on one stderr line, rewritten in place on a terminal."""
+    """Index progress as short stderr lines, at most one a second (a first index takes minutes)."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, interval: float = 1.0) -> None:
         self._stream = stream
-        self._tty = stream.isatty()
+        self._interval = interval
+        self._last = 0.0
 
     def __call__(self, progress: Any) -> None:
-        text = f"indexing: {progress}"
-        if self._tty:
-            self._stream.write(f"\r\x1b[K{text}")
-        else:
-            self._stream.write(text + "\n")
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            return
+        self._last = now
+        count = f" {progress.done}/{progress.total}" if progress.total else ""
+        self._stream.write(f"indexing: {progress.phase}{count}\n")
         self._stream.flush()

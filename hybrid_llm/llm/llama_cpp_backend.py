@@ -18,6 +18,7 @@ Three properties matter on a 2-core laptop and are measured by bench/llm_bench.p
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -78,6 +79,9 @@ class LlamaCppBackend:
             )
         except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
             raise UserError(f"llama.cpp cannot load {model_path} ({exc}): run `hybrid-llm models pull`") from None
+        # verbose=False still lets llama.cpp's error-level lines through, and it logs one when a
+        # decode is aborted: a cancelled request must not print anything.
+        logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL)
         self.name = f"llama.cpp:{model_path.stem}" + (f"+{lora_path.stem}" if lora_path else "")
         self.context_length = self._llama.n_ctx()
         self.threads = threads

@@ -61,7 +61,7 @@ def _configured_name(name: str | None) -> str:
 def _progress_bar(console: Console) -> tuple[Progress, object]:
     progress = Progress(
         "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-        TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False,
+        TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True,
     )
     task = progress.add_task("starting", total=None)
     return progress, task

@@ -50,11 +50,15 @@ LAYER_AUDIT = "audit hook"
 LAYER_CHILD = "child process policy"
 
 # Libraries that would otherwise try the network and fail noisily are told up front.
-_OFFLINE_HINTS = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "ANONYMIZED_TELEMETRY": "False",
+_OFFLINE_HINTS = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+# Telemetry nobody asked for, off for good (online too). onnxruntime's is native code, invisible
+# to this guard: the end-to-end test caught it posting to mobile.events.data.microsoft.com
+# every ~15 s while the embedder was loaded.
+_TELEMETRY_OPT_OUTS = {
+    "ORT_DISABLE_TELEMETRY": "1",
+    "ANONYMIZED_TELEMETRY": "False",  # Chroma
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
 }
 # Families that never leave the machine: local IPC and the kernel's own netlink.
 _LOCAL_FAMILIES = frozenset(
@@ -207,6 +211,8 @@ class NetworkGuard:
         with self._lock:
             if self._installed:
                 return
+            for name, value in _TELEMETRY_OPT_OUTS.items():
+                os.environ.setdefault(name, value)
             _patch_socket_module(self)
             sys.addaudithook(_make_audit_hook(self))
             self._installed = True

@@ -14,7 +14,6 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import httpx
 import numpy as np
@@ -26,18 +25,13 @@ from hybrid_llm.net.extract import extract_page
 from hybrid_llm.net.fetch import PageFetcher
 from hybrid_llm.net.passage import WebPassage
 from hybrid_llm.net.search import DdgsSearchClient, SearchClient, SearchResult
+from hybrid_llm.rag.embedder import Embedder, default_embedder
 
 PASSAGE_CHARS = 1200
 MAX_PASSAGES = 6
 MAX_PASSAGES_PER_PAGE = 3
 _HEADING = re.compile(r"^#{1,6} ")
 _FENCE = "```"
-
-
-class Embedder(Protocol):
-    def embed(self, texts: list[str]) -> np.ndarray: ...
-
-    def embed_query(self, text: str) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -130,7 +124,7 @@ class WebResearcher:
     def _most_relevant(self, task: str, candidates: list[WebPassage]) -> list[WebPassage]:
         if not candidates:
             return []
-        embedder = self._embedder or _default_embedder()
+        embedder = self._embedder or default_embedder()
         query = np.asarray(embedder.embed_query(task), dtype=np.float32).reshape(-1)
         vectors = embedder.embed([f"{p.title}\n{p.text}" for p in candidates])
         scores = np.asarray(vectors, dtype=np.float32) @ query
@@ -161,12 +155,6 @@ def _require_online(command: str) -> None:
         raise UserError(
             f"{command} needs the internet and you are offline; type /offline to go online"
         )
-
-
-def _default_embedder() -> Embedder:
-    from hybrid_llm.rag.embedder import default_embedder
-
-    return default_embedder()
 
 
 def _cap_per_page(

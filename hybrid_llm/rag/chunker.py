@@ -38,7 +38,7 @@ from hybrid_llm.rag.chunk import Chunk
 from hybrid_llm.rag.discovery import private_key_spans
 from hybrid_llm.rag.languages import LANGUAGES, LanguageSpec, detect_language, load_language
 
-__all__ = ["CodeChunker", "detect_language"]
+__all__ = ["CodeChunker", "detect_language", "symbol_words"]
 
 _COMMENT_TYPES = frozenset(
     {"comment", "line_comment", "block_comment", "multiline_comment", "documentation_comment"}
@@ -60,6 +60,7 @@ _NAME_TYPES = frozenset(
     }
 )
 _MAX_SIGNATURE_CHARS = 200
+_IDENTIFIER_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 # A parse whose top-level errors cover more than this share of lines is not trusted.
 _MAX_ERROR_SHARE = 0.3
 
@@ -78,6 +79,15 @@ class _Piece:
     symbol: str | None  # innermost definition this piece is, or lies inside
     definitions: int  # whole definitions in the piece
     scope: tuple[_Scope, ...]  # definitions enclosing the piece, for the header
+
+
+def symbol_words(symbol: str) -> str:
+    """`HTTPServer.parse_request` -> "http server parse request".
+
+    The embedding model reads English: a request in words ("parse the request") lands near
+    the words of a name, not near its compressed identifier spelling.
+    """
+    return " ".join(part.lower() for part in _IDENTIFIER_PART.findall(symbol))
 
 
 def _symbol_path(scope: tuple[_Scope, ...]) -> str | None:
@@ -137,12 +147,14 @@ class CodeChunker:
     """Chunks source text by syntax; see the module docstring for the algorithm."""
 
     def __init__(
-        self, max_chars: int = 1200, *, merge_definitions: bool = False, max_window_lines: int = 60
+        self, max_chars: int = 1200, *, merge_definitions: bool = False,
+        split_containers: bool = False, max_window_lines: int = 60,
     ):
         if max_chars < 1 or max_window_lines < 1:
             raise ValueError("max_chars and max_window_lines must be positive")
         self.max_chars = max_chars
         self.merge_definitions = merge_definitions
+        self.split_containers = split_containers
         self.max_window_lines = max_window_lines
         self.dropped_secret_chunks = 0
         self._parsers: dict[str, tree_sitter.Parser] = {}
@@ -176,7 +188,7 @@ class CodeChunker:
         if root.has_error and self._mostly_errors(root, source):
             return None
         return _Splitter(spec, source, self.max_chars, self.merge_definitions,
-                         self.max_window_lines).split_root(root)
+                         self.max_window_lines, self.split_containers).split_root(root)
 
     @staticmethod
     def _mostly_errors(root: tree_sitter.Node, source: _Source) -> bool:
@@ -197,7 +209,10 @@ class CodeChunker:
             end -= 1
         if start > end:
             return None
-        header = "\n".join([rel_path, *(scope.signature for scope in piece.scope)])
+        lines = [rel_path, *(scope.signature for scope in piece.scope)]
+        if piece.symbol:
+            lines.append(symbol_words(piece.symbol))
+        header = "\n".join(lines)
         return Chunk(
             path=rel_path,
             language=language,
@@ -226,11 +241,13 @@ class _Splitter:
     """One file's split-then-merge pass over its syntax tree."""
 
     def __init__(self, spec: LanguageSpec, source: _Source, budget: int,
-                 merge_definitions: bool, max_window_lines: int):
+                 merge_definitions: bool, max_window_lines: int, split_containers: bool):
+        self.split_containers = split_containers
         self.spec = spec
         self.source = source
         self.budget = budget
         self.merge_definitions = merge_definitions
+        self.split_containers = split_containers
         self.max_window_lines = max_window_lines
 
     def split_root(self, root: tree_sitter.Node) -> list[_Piece]:
@@ -242,7 +259,10 @@ class _Splitter:
     def _split(self, node: tree_sitter.Node, scope: tuple[_Scope, ...]) -> list[_Piece]:
         start, end = self.source.rows(node)
         own = self._definition(node)
-        if self.source.size(start, end) <= self.budget:
+        container = own is not None and self.split_containers and any(
+            self._definition(child) for child in self._children(node)
+        )
+        if self.source.size(start, end) <= self.budget and not container:
             inner = (*scope, own) if own else scope
             return [_Piece(start, end, _symbol_path(inner), 1 if own else 0, scope)]
         # A split wrapper (decorators + function) leaves naming to the definition inside it.
@@ -251,14 +271,7 @@ class _Splitter:
 
     def _split_children(self, node: tree_sitter.Node, scope: tuple[_Scope, ...],
                         start: int, end: int) -> list[_Piece]:
-        children = [
-            grandchild
-            for child in node.named_children
-            # A body's statements are the definition's children: `def f():` is not split
-            # from its first statement only because the grammar wraps them in a block.
-            for grandchild in (child.named_children if child.type in _BODY_TYPES else [child])
-            if grandchild.type not in _COMMENT_TYPES
-        ]
+        children = self._children(node)
         if not children:
             return [
                 _Piece(first, last, _symbol_path(scope), 0, scope)
@@ -267,6 +280,17 @@ class _Splitter:
             ]
         pieces = [piece for child in children for piece in self._split(child, scope)]
         return self._merge(self._cover(pieces, start, end))
+
+    @staticmethod
+    def _children(node: tree_sitter.Node) -> list[tree_sitter.Node]:
+        return [
+            grandchild
+            for child in node.named_children
+            # A body's statements are the definition's children: `def f():` is not split
+            # from its first statement only because the grammar wraps them in a block.
+            for grandchild in (child.named_children if child.type in _BODY_TYPES else [child])
+            if grandchild.type not in _COMMENT_TYPES
+        ]
 
     @staticmethod
     def _cover(pieces: list[_Piece], start: int, end: int) -> list[_Piece]:

@@ -128,7 +128,7 @@ class Commands:
         if args:
             self.session.set_repo(self._path_argument(args))
         summary = self._update_index()
-        self.io.tool_output(f"indexed {self.session.repo}: {summary}")
+        self.io.tool_output(f"indexed {self.session.repo}: {_describe_summary(summary)}")
 
     def completions_index(self, partial: str) -> list[str]:
         return self._path_completions(partial, directories_only=True)
@@ -223,7 +223,7 @@ class Commands:
 
     def _update_index(self) -> Any:
         with self.io.status(f"indexing {self.session.repo}…") as status:
-            return self.session.update_index(progress=lambda event: status.update(str(event)))
+            return self.session.update_index(progress=lambda event: status.update(_describe_progress(event)))
 
     def _answer(self, request: str, *, web_passages: Sequence = ()) -> None:
         if self.session.config.rag.enabled:
@@ -298,3 +298,28 @@ def _required(args: str, usage: str) -> str:
     if not args:
         raise UserError(f"usage: {usage}")
     return args
+
+
+def _describe_progress(event: Any) -> str:
+    """An `IndexProgress` as one status line, e.g. "embedding 120/400 chunks (3.2 s)"."""
+    unit = "chunks" if event.phase == "embedding" else "files"
+    count = f" {event.done}/{event.total} {unit}" if event.total else ""
+    detail = f": {event.message}" if event.message else ""
+    return f"{event.phase}{count} ({event.elapsed:.1f} s){detail}"
+
+
+def _describe_summary(summary: Any) -> str:
+    """An `IndexSummary` in one line; an interrupted update keeps what it finished."""
+    parts = [
+        f"{summary.files_indexed} files indexed",
+        f"{summary.files_unchanged} unchanged",
+        f"{summary.files_deleted} deleted",
+        f"{summary.chunks} chunks",
+    ]
+    skipped = sum(summary.files_skipped.values())
+    if skipped:
+        parts.append(f"{skipped} skipped")
+    line = ", ".join(parts) + f" in {summary.seconds:.1f} s"
+    if summary.interrupted:
+        line += " (interrupted: finished files are kept; /index continues)"
+    return line

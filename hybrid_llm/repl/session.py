@@ -182,7 +182,6 @@ class Session:
         answer = outcome["answer"]
         self.last_answer = answer
         self.tokens_per_second = _tokens_per_second(answer.timings) or meter.rate()
-        self.refresh_index_status_in_background()
         return answer
 
     def clear(self) -> None:

@@ -28,6 +28,11 @@ class Shape:
 GO = """\
 package geo
 
+func Empty() {
+
+
+}
+
 func Perimeter(w, h int) int {
 \tsum := w + h
 \treturn 2 * sum
@@ -55,7 +60,7 @@ def test_python_functions_split_into_header_and_body():
 
 def test_tasks_show_context_and_complete_with_the_real_body(tmp_path):
     examples = {e.origin: e for e in examples_from_code(_codebase(tmp_path), Config())}
-    assert set(examples) == {"code:geo/shapes.py:4-7", "code:geo/shapes.py:11-13", "code:geo/perimeter.go:3-6"}
+    assert set(examples) == {"code:geo/shapes.py:4-7", "code:geo/shapes.py:11-13", "code:geo/perimeter.go:8-11"}
     area = examples["code:geo/shapes.py:4-7"]
     system, user = area.prompt
     assert system["role"] == "system" and user["role"] == "user"
@@ -69,7 +74,7 @@ def test_tasks_show_context_and_complete_with_the_real_body(tmp_path):
 
 
 def test_brace_languages_keep_the_closing_brace_in_the_prompt(tmp_path):
-    (go,) = [e for e in examples_from_code(_codebase(tmp_path), Config()) if e.origin.endswith(".go:3-6")]
+    (go,) = [e for e in examples_from_code(_codebase(tmp_path), Config()) if e.origin.endswith(".go:8-11")]
     assert "func Perimeter(w, h int) int {\n\t...\n}" in go.prompt[1]["content"]
     assert go.completion[0]["content"] == "```go\n\tsum := w + h\n\treturn 2 * sum\n```"
 

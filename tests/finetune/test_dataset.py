@@ -128,3 +128,23 @@ def test_output_is_what_trl_sft_trainer_trains_on(tmp_path, tiny_model_dir):
     assert text.startswith("```python\ndef f") and text.rstrip().endswith("```<|im_end|>")
     assert "write f" not in text  # the prompt is context, not a target
     assert len(trainer.eval_dataset) == len(data["validation"])
+
+
+def test_tokens_are_counted_with_the_configured_models_vocabulary(tiny_model_dir, tiny_gguf):
+    from transformers import AutoTokenizer
+
+    from hybrid_llm.config import Config
+    from hybrid_llm.finetune.dataset import token_counter
+
+    count, name = token_counter(Config.model_validate({"model": {"path": str(tiny_gguf)}}))
+    text = "def area(radius):\n    return 3.14 * radius ** 2\n"
+    assert name == "the tiny-qwen2.gguf vocabulary"
+    assert count(text) == len(AutoTokenizer.from_pretrained(tiny_model_dir)(text)["input_ids"])
+
+
+def test_without_a_model_tokens_are_estimated(tmp_path):
+    from hybrid_llm.config import Config
+    from hybrid_llm.finetune.dataset import token_counter
+
+    count, name = token_counter(Config.model_validate({"model": {"name": "not-installed"}}))
+    assert name.startswith("an estimate") and count("x" * 40) == 10

@@ -74,7 +74,7 @@ def test_cancel_during_decode_stops_fast_and_the_backend_stays_usable(real_backe
 
 
 @pytest.mark.slow
-def test_cancel_during_prompt_processing_stops_fast(real_backend: LlamaCppBackend):
+def test_cancel_during_prompt_processing_stops_fast(real_backend: LlamaCppBackend, capfd):
     real_backend._llama.reset()
     cancel_at = 1.0  # well inside the processing of a ~1,500-token prompt on a laptop CPU
     threading.Timer(cancel_at, real_backend.cancel).start()
@@ -84,6 +84,7 @@ def test_cancel_during_prompt_processing_stops_fast(real_backend: LlamaCppBacken
 
     assert pieces == [], "cancelled before the first token"
     assert stopped_after < CANCEL_LIMIT_S, f"stopped {stopped_after * 1000:.0f} ms after cancel"
+    assert capfd.readouterr().err == "", "an aborted decode logs nothing on the terminal"
     after = "".join(real_backend.stream(long_messages(), max_tokens=8, **GREEDY))
     assert after.strip(), "usable afterwards, with the partly processed prompt reused"
 

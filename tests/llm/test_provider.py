@@ -47,7 +47,6 @@ def test_a_corrupt_model_file_fails_with_the_pull_command(tmp_path: Path):
 
 
 def test_switch_loads_the_named_model(tiny_gguf: Path, tiny_model_dir: Path):
-    pytest.importorskip("llama_cpp")
     ModelRegistry().register("tiny", tiny_gguf)
     provider = BackendProvider(Config.model_validate({"model": {"path": str(tiny_model_dir)}}))
     first = provider.get(timeout=120)

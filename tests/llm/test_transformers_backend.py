@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,9 @@ def lora_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, local_files_only=True)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     out = tmp_path_factory.mktemp("lora")
-    get_peft_model(base, lora).save_pretrained(out)
+    with warnings.catch_warnings():  # peft trips a transformers deprecation notice
+        warnings.simplefilter("ignore", FutureWarning)
+        get_peft_model(base, lora).save_pretrained(out)
     return out
 
 

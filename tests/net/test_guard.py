@@ -248,10 +248,11 @@ def test_libraries_are_told_to_stay_offline_and_untold_when_going_online(
 ) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     guard.enable()
-    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["ANONYMIZED_TELEMETRY"] == "False"
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
     guard.disable()
     assert "HF_HUB_OFFLINE" not in os.environ
     assert guard.GUARD_ENV not in os.environ
+    assert os.environ["ORT_DISABLE_TELEMETRY"] == "1"  # telemetry stays off online too
 
 
 def test_blocked_error_survives_pickling_for_multiprocessing() -> None:
@@ -260,3 +261,55 @@ def test_blocked_error_survives_pickling_for_multiprocessing() -> None:
     error = pickle.loads(pickle.dumps(NetworkBlockedError("connect to 10.0.0.1", "audit hook")))
     assert isinstance(error, PermissionError) and error.layer == "audit hook"
     assert "10.0.0.1" in str(error)
+
+
+DROP_OPT_OUT = """
+def _drop_opt_out():
+    import os
+    os.environ.pop("ORT_DISABLE_TELEMETRY", None)
+"""
+ONNX_SESSION = """
+import time
+from hybrid_llm.config import Config
+from hybrid_llm.net import guard
+from hybrid_llm.rag.embedder import default_embedder
+
+guard.install_from_config(Config())
+default_embedder().embed(["def f(): pass"])
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+def test_onnxruntime_sends_no_telemetry(listener: CountingListener) -> None:
+    """onnxruntime 1.31 posts usage events from native code ~15 s after loading a model, which no
+    Python guard sees. Two embedder processes run side by side with every proxy variable on the
+    listener: as soon as the one without the opt-out (the positive control) knocks there, the
+    guarded one, alive just as long, must not have."""
+    import time
+
+    control, guarded = "http.client", "urllib"
+    before = listener.counts()
+    processes = []
+    for port_name, code in (
+        (guarded, ONNX_SESSION),
+        (
+            control,
+            ONNX_SESSION.replace("default_embedder()", "_drop_opt_out() or default_embedder()"),
+        ),
+    ):
+        proxy = f"http://127.0.0.1:{listener.ports[port_name]}"
+        env = {**os.environ, **dict.fromkeys(("HTTPS_PROXY", "https_proxy", "HTTP_PROXY"), proxy)}
+        env.pop("ORT_DISABLE_TELEMETRY", None)  # only install_from_config may set it
+        processes.append(subprocess.Popen([sys.executable, "-c", DROP_OPT_OUT + code], env=env))
+    try:
+        deadline = time.monotonic() + 90
+        while listener.counts()[control] == before[control] and time.monotonic() < deadline:
+            time.sleep(1)
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    after = listener.counts()
+    assert after[control] != before[control], "positive control: onnxruntime sent no telemetry"
+    assert after[guarded] == before[guarded], after[guarded].payload[:200]

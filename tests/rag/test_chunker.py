@@ -72,7 +72,7 @@ def test_default_budget_keeps_small_class_whole_and_definitions_apart() -> None:
         ("Greeter", 1, 9),
         ("main", 12, 14),
     ]
-    assert chunks[0].header == "app/greeter.py"
+    assert chunks[0].header == "app/greeter.py\ngreeter"  # path, then the symbol in words
 
 
 def test_large_function_is_split_within_budget_with_signature_in_header() -> None:
@@ -89,7 +89,9 @@ def test_large_function_is_split_within_budget_with_signature_in_header() -> Non
         size = sum(not char.isspace() for char in chunk.text)
         assert size <= 600 or chunk.start_line == chunk.end_line
         assert chunk.symbol == "Report.summarize"
-    assert chunks[-1].header == "report.py\nclass Report:\ndef summarize(self, items, scale):"
+    assert chunks[-1].header == (
+        "report.py\nclass Report:\ndef summarize(self, items, scale):\nreport summarize"
+    )
 
 
 def test_small_neighbours_merge_but_definitions_do_not_by_default() -> None:

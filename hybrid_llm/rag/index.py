@@ -1,0 +1,440 @@
+"""`CodeIndex`: one codebase's catalog, keyword index and vectors, kept up to date incrementally.
+
+An update runs in two passes, both driven by the catalog (no store walks the disk itself):
+
+1. Chunking: files whose size or mtime changed are read and hashed; those whose content really
+   changed are re-chunked, and each file's rows (catalog, keyword index, vector ids to delete)
+   are replaced in one SQLite transaction. Keyword search is complete when this pass ends.
+2. Vectors: queued deletions are applied to Chroma, then chunks without a vector are embedded
+   (or taken from the embedding cache, keyed by content hash) and flagged only after Chroma has
+   them. A run killed at any point is finished by the next one: an `update_in_progress` marker
+   makes it reconcile Chroma's ids with the catalog before continuing.
+
+Only one process writes an index at a time (a file lock; the holder's pid is recorded so a
+second writer can say whom it is waiting for). Indexes live under `hybrid_home()/indexes/`, or
+`rag.index_dir`, never inside the codebase.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from hybrid_llm.config import Config, hybrid_home
+from hybrid_llm.errors import UserError
+from hybrid_llm.rag.catalog import Catalog, FileRecord
+from hybrid_llm.rag.chunk import Chunk
+from hybrid_llm.rag.embedder import Embedder, MiniLMEmbedder, default_embedder
+from hybrid_llm.rag.keyword_store import KeywordStore
+from hybrid_llm.rag.vector_store import VectorStore, collection_name
+
+SCHEMA_VERSION = "1"
+_CATALOG_FILE = "catalog.sqlite3"
+_EMBED_ROUND = 256
+_PROGRESS_INTERVAL = 0.1
+
+
+@dataclass(frozen=True)
+class IndexProgress:
+    """One progress report. `phase` is "waiting", "scanning", "chunking" or "embedding";
+    `done`/`total` count files while chunking and chunks while embedding."""
+
+    phase: str
+    done: int
+    total: int
+    files: int = 0
+    chunks: int = 0
+    elapsed: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class IndexSummary:
+    files_indexed: int = 0
+    files_unchanged: int = 0
+    files_deleted: int = 0
+    files_skipped: Counter[str] = field(default_factory=Counter)
+    chunks: int = 0
+    languages: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    # Not part of the JSON contract: chunks still waiting for a vector, and whether Ctrl-C
+    # stopped the update (finished files are kept either way).
+    chunks_pending: int = 0
+    interrupted: bool = False
+
+    def to_json(self) -> dict:
+        """Exactly the `hybrid-llm index --json` shape."""
+        return {
+            "files_indexed": self.files_indexed,
+            "files_unchanged": self.files_unchanged,
+            "files_deleted": self.files_deleted,
+            "files_skipped": dict(sorted(self.files_skipped.items())),
+            "chunks": self.chunks,
+            "languages": dict(sorted(self.languages.items())),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    files: int
+    chunks: int
+    stale: bool
+
+
+ProgressCallback = Callable[[IndexProgress], None]
+
+
+def index_location(repo: Path, config: Config) -> Path:
+    """The directory holding `repo`'s index: `<name>-<hash of the absolute path>`."""
+    root = Path(repo).expanduser().resolve()
+    base = Path(config.rag.index_dir).expanduser() if config.rag.index_dir else hybrid_home() / "indexes"
+    slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", root.name).strip("-.") or "root"
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    return base / f"{slug}-{digest}"
+
+
+class CodeIndex:
+    """The index of one codebase; see the module docstring for the update protocol."""
+
+    def __init__(
+        self,
+        repo: Path,
+        location: Path,
+        config: Config,
+        *,
+        embedder: Embedder | None,
+        chunker=None,
+        lock_timeout: float,
+    ) -> None:
+        self.repo = repo
+        self.location = location
+        self._config = config
+        self._embedder = embedder
+        self._chunker = chunker
+        self._lock_timeout = lock_timeout
+        self._catalog = Catalog.open(location / _CATALOG_FILE)
+        self._keywords = KeywordStore(self._catalog.connection)
+        # Searches use their own connection: they see committed files only, and can run in
+        # another thread while an update holds the writer's transaction open.
+        self._reader = Catalog.open(location / _CATALOG_FILE)
+        self._reader_keywords = KeywordStore(self._reader.connection)
+        self._read_lock = threading.Lock()
+        self._vectors: VectorStore | None = None
+        self._vectors_lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        repo: Path,
+        config: Config,
+        *,
+        embedder: Embedder | None = None,
+        chunker=None,
+        lock_timeout: float = 60.0,
+    ) -> CodeIndex:
+        """Open (creating if needed) the index of `repo`; nothing is read or embedded yet.
+
+        `chunker` is anything with `.chunk(rel_path, text) -> list[Chunk]` (default
+        `CodeChunker()`); `embedder` defaults to the shared MiniLM, loaded on first need.
+        """
+        repo = Path(repo).expanduser()
+        if not repo.is_dir():
+            raise UserError(f"{repo}: not a directory (give the root of a codebase to index)")
+        location = index_location(repo, config)
+        location.mkdir(parents=True, exist_ok=True)
+        index = cls(
+            repo.resolve(),
+            location,
+            config,
+            embedder=embedder,
+            chunker=chunker,
+            lock_timeout=lock_timeout,
+        )
+        if index._catalog.get_meta("repo") is None:
+            index._catalog.set_meta("repo", str(index.repo))
+        return index
+
+    @staticmethod
+    def exists(repo: Path, config: Config) -> bool:
+        """Whether `repo` has an index on disk; creates nothing."""
+        return (index_location(repo, config) / _CATALOG_FILE).is_file()
+
+    def close(self) -> None:
+        self._catalog.close()
+        self._reader.close()
+
+    def __enter__(self) -> CodeIndex:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = default_embedder()
+        return self._embedder
+
+    # -- searching -----------------------------------------------------------------------------
+
+    def keyword_search(self, query: str, k: int) -> list[tuple[str, float]]:
+        """BM25 over identifiers split into words; available as soon as files are chunked."""
+        with self._read_lock:
+            return self._reader_keywords.search(query, k)
+
+    def dense_search(self, embedding: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """Nearest chunks by cosine similarity to `embedding` (from `self.embedder`)."""
+        return self._vector_store().query(embedding, k)
+
+    def get_chunks(self, ids: list[str]) -> dict[str, Chunk]:
+        with self._read_lock:
+            return self._reader.get_chunks(ids)
+
+    def status(self) -> IndexStatus:
+        """Counts, and whether an update would change anything (this walks the codebase)."""
+        with self._read_lock:
+            records = self._reader.file_records()
+            unfinished = (
+                self._reader.get_meta("update_in_progress") is not None
+                or self._reader.pending_count() > 0
+            )
+            chunks = self._reader.chunk_count()
+        discovery = self._discover()
+        on_disk = {file.rel_path: (file.size, file.mtime_ns) for file in discovery.files}
+        catalogued = {path: (record.size, record.mtime_ns) for path, record in records.items()}
+        return IndexStatus(files=len(records), chunks=chunks, stale=unfinished or on_disk != catalogued)
+
+    # -- updating ------------------------------------------------------------------------------
+
+    def update(self, *, rebuild: bool = False, progress: ProgressCallback | None = None) -> IndexSummary:
+        """Bring the index in line with the codebase; Ctrl-C keeps every file finished so far."""
+        started = time.perf_counter()
+        report = _Reporter(progress, started)
+        summary = IndexSummary()
+        with self._write_lock(report):
+            try:
+                self._update(summary, report, rebuild)
+            except KeyboardInterrupt:
+                summary.interrupted = True
+            summary.chunks = self._catalog.chunk_count()
+            summary.chunks_pending = self._catalog.pending_count()
+            summary.languages = dict(self._catalog.languages())
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _update(self, summary: IndexSummary, report: _Reporter, rebuild: bool) -> None:
+        if rebuild or self._catalog.get_meta("schema") != SCHEMA_VERSION:
+            self._clear()
+        interrupted_before = self._catalog.get_meta("update_in_progress") is not None
+        with self._catalog.transaction():
+            self._catalog.set_meta("update_in_progress", str(os.getpid()))
+        report("scanning", 0, 0)
+        discovery = self._discover()
+        summary.files_skipped.update(discovery.skipped)
+        self._chunk_pass(discovery.files, summary, report)
+        self._vector_pass(report, reconcile=interrupted_before)
+        with self._catalog.transaction():
+            self._catalog.drop_unused_embeddings()
+            self._catalog.set_meta("update_in_progress", None)
+
+    def _discover(self):
+        from hybrid_llm.rag.discovery import discover_files
+
+        extensions = self._config.rag.file_extensions or None
+        return discover_files(
+            self.repo, max_file_bytes=self._config.rag.max_file_bytes, extensions=extensions
+        )
+
+    def _chunk_pass(self, files, summary: IndexSummary, report: _Reporter) -> None:
+        records = self._catalog.file_records()
+        present = {file.rel_path for file in files}
+        for path in sorted(set(records) - present):
+            with self._catalog.transaction():
+                self._keywords.remove(self._catalog.remove_file(path))
+            summary.files_deleted += 1
+        changed = []
+        for file in files:
+            record = records.get(file.rel_path)
+            if record and (record.size, record.mtime_ns) == (file.size, file.mtime_ns):
+                summary.files_unchanged += 1
+            else:
+                changed.append(file)
+        chunks_written = 0
+        report("chunking", 0, len(changed))
+        for done, file in enumerate(changed, start=1):
+            chunks_written += self._index_file(file, records.get(file.rel_path), summary)
+            report("chunking", done, len(changed), files=done, chunks=chunks_written)
+
+    def _index_file(self, file, record: FileRecord | None, summary: IndexSummary) -> int:
+        """Re-chunk one file if its content changed; returns the number of chunks written."""
+        from hybrid_llm.rag.chunker import detect_language
+        from hybrid_llm.rag.discovery import read_source
+
+        source = read_source(file, max_file_bytes=self._config.rag.max_file_bytes)
+        if source.text is None:
+            summary.files_skipped[source.skip_reason or "unreadable"] += 1
+            if record:  # indexed before, unindexable now (became binary, too large, ...)
+                with self._catalog.transaction():
+                    self._keywords.remove(self._catalog.remove_file(file.rel_path))
+            return 0
+        content_hash = hashlib.sha256(source.text.encode("utf-8", "surrogatepass")).hexdigest()
+        new_record = FileRecord(
+            file.rel_path, file.size, file.mtime_ns, content_hash, detect_language(file.rel_path)
+        )
+        if record and record.content_hash == content_hash:
+            with self._catalog.transaction():
+                self._catalog.update_file_stat(new_record)
+            summary.files_unchanged += 1
+            return 0
+        chunks = self._get_chunker().chunk(file.rel_path, source.text)
+        with self._catalog.transaction():
+            changes = self._catalog.put_file(new_record, chunks)
+            self._keywords.remove(changes.removed)
+            self._keywords.add(changes.added)
+        summary.files_indexed += 1
+        return len(changes.added)
+
+    def _vector_pass(self, report: _Reporter, *, reconcile: bool) -> None:
+        deletes = self._catalog.vector_deletes()
+        pending = self._catalog.pending_count()
+        if not (reconcile or deletes or pending):
+            return
+        store = self._vector_store()
+        self._check_vector_space(store)
+        if reconcile or store.count() > self._catalog.chunk_count():
+            self._reconcile(store)
+            deletes = self._catalog.vector_deletes()
+            pending = self._catalog.pending_count()
+        store.delete(deletes)
+        with self._catalog.transaction():
+            self._catalog.clear_vector_deletes()
+        self._embed_pending(store, pending, report)
+
+    def _embed_pending(self, store: VectorStore, total: int, report: _Reporter) -> None:
+        done = 0
+        report("embedding", 0, total)
+        while batch := self._catalog.pending_chunks(_EMBED_ROUND):
+            vectors = self._catalog.cached_embeddings([chunk.content_hash for chunk in batch])
+            missing = {c.content_hash: c.embed_text for c in batch if c.content_hash not in vectors}
+            fresh = dict(zip(missing, self.embedder.embed(list(missing.values())), strict=True))
+            vectors.update(fresh)
+            store.upsert([c.id for c in batch], np.stack([vectors[c.content_hash] for c in batch]))
+            # Flagged only now that Chroma holds them: a crash before this line re-upserts.
+            with self._catalog.transaction():
+                self._catalog.store_embeddings(fresh)
+                self._catalog.set_embedded(c.id for c in batch)
+            done += len(batch)
+            report("embedding", done, total, chunks=done)
+
+    def _reconcile(self, store: VectorStore) -> None:
+        """Make Chroma's ids and the catalog's `embedded` flags agree after an interrupted run."""
+        stored = store.ids()
+        store.delete(sorted(stored - self._catalog.chunk_ids()))
+        with self._catalog.transaction():
+            self._catalog.set_embedded(self._catalog.embedded_ids() - stored, embedded=False)
+
+    def _check_vector_space(self, store: VectorStore) -> None:
+        """Vectors from another embedding model are meaningless here: start them over."""
+        name = self._embedder.name if self._embedder else MiniLMEmbedder.name
+        if self._catalog.get_meta("embedder") == name:
+            return
+        store.reset()
+        with self._catalog.transaction():
+            self._catalog.reset_embedded()
+            self._catalog.clear_embeddings()
+            self._catalog.set_meta("embedder", name)
+
+    def _clear(self) -> None:
+        with self._catalog.transaction():
+            self._catalog.clear()
+            self._keywords.clear()
+            self._catalog.set_meta("schema", SCHEMA_VERSION)
+            self._catalog.set_meta("repo", str(self.repo))
+            # Forces a vector reset on the next vector pass even if the store is not open now.
+            self._catalog.set_meta("embedder", None)
+
+    def _get_chunker(self):
+        if self._chunker is None:
+            from hybrid_llm.rag.chunker import CodeChunker
+
+            self._chunker = CodeChunker()
+        return self._chunker
+
+    def _vector_store(self) -> VectorStore:
+        with self._vectors_lock:
+            if self._vectors is None:
+                name = collection_name(self.location.name)
+                url = self._config.rag.chroma_url
+                self._vectors = (
+                    VectorStore.remote(url, name)
+                    if url
+                    else VectorStore.persistent(self.location / "chroma", name)
+                )
+            return self._vectors
+
+    @contextmanager
+    def _write_lock(self, report: _Reporter) -> Iterator[None]:
+        """The writer lock; a second writer waits, saying which process holds it.
+
+        The holder's pid goes in a file beside the lock. After a kill -9 that file is stale,
+        but the OS has released the lock itself, so the next writer simply takes it over.
+        """
+        lock = FileLock(str(self.location / "write.lock"))
+        pid_file = self.location / "write.pid"
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            holder = _read_pid(pid_file)
+            report("waiting", 0, 0, message=f"waiting for pid {holder}, which is updating this index")
+            try:
+                lock.acquire(timeout=self._lock_timeout)
+            except Timeout:
+                raise UserError(
+                    f"the index of {self.repo} is being updated by another process (pid {holder});"
+                    " try again when it has finished"
+                ) from None
+        try:
+            pid_file.write_text(str(os.getpid()))
+            yield
+        finally:
+            pid_file.unlink(missing_ok=True)
+            lock.release()
+
+
+def _read_pid(path: Path) -> str:
+    try:
+        return path.read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+class _Reporter:
+    """Calls the progress callback, at most every 100 ms except for a phase's first and last."""
+
+    def __init__(self, callback: ProgressCallback | None, started: float) -> None:
+        self._callback = callback
+        self._started = started
+        self._last = 0.0
+
+    def __call__(
+        self, phase: str, done: int, total: int, *, files: int = 0, chunks: int = 0, message: str = ""
+    ) -> None:
+        if self._callback is None:
+            return
+        now = time.perf_counter()
+        if 0 < done < total and now - self._last < _PROGRESS_INTERVAL:
+            return
+        self._last = now
+        self._callback(IndexProgress(phase, done, total, files, chunks, now - self._started, message))

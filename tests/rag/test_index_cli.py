@@ -1,0 +1,97 @@
+"""`hybrid-llm index` run as a real subprocess on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "hybrid_llm", "index", *args]
+
+
+def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(_command(*args), capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "app.py").write_text("def main():\n    return 'hello'\n")
+    (root / "src" / "util.js").write_text("export function add(a, b) {\n  return a + b;\n}\n")
+    (root / ".env").write_text("TOKEN=abc\n")
+    return root
+
+
+def test_json_summary_has_exactly_the_documented_shape(repo):
+    result = _run(str(repo), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert list(summary) == [
+        "files_indexed", "files_unchanged", "files_deleted", "files_skipped", "chunks",
+        "languages", "seconds",
+    ]
+    assert summary["files_indexed"] == 2
+    assert summary["files_skipped"] == {"secret": 1}
+    assert summary["languages"] == {"javascript": 1, "python": 1}
+    assert summary["chunks"] == 2
+    assert isinstance(summary["seconds"], float) and summary["seconds"] > 0
+    assert "embedding" in result.stderr  # progress goes to stderr, never stdout
+
+    (repo / "src" / "app.py").unlink()
+    again = json.loads(_run(str(repo), "--json").stdout)
+    assert (again["files_indexed"], again["files_unchanged"], again["files_deleted"]) == (0, 1, 1)
+
+
+def test_human_summary_and_rebuild(repo):
+    _run(str(repo))
+    result = _run(str(repo), "--rebuild")
+    assert result.returncode == 0, result.stderr
+    assert "files indexed   2" in result.stdout
+    assert "files skipped   1 (secret 1)" in result.stdout
+    assert "languages       javascript 1, python 1" in result.stdout
+
+
+def test_path_defaults_to_the_configured_codebase(repo, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"rag": {"codebase_path": str(repo)}}))
+    result = _run("--json", env={**os.environ, "HYBRID_LLM_CONFIG": str(config)})
+    assert json.loads(result.stdout)["files_indexed"] == 2
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_finished_files(repo):
+    for number in range(400):
+        (repo / "src" / f"gen{number}.py").write_text(f"def generated_{number}():\n    return 1\n")
+    process = subprocess.Popen(_command(str(repo)), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if line.startswith("embedding") and "ETA" in line:  # in the middle of embedding
+            process.send_signal(signal.SIGINT)
+            break
+    stdout, _ = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "interrupted: files finished so far are kept" in stdout
+
+    resumed = json.loads(_run(str(repo), "--json").stdout)
+    assert resumed["files_unchanged"] == 402 and resumed["files_indexed"] == 0
+
+
+def test_missing_path_is_a_one_line_error(tmp_path):
+    result = _run(str(tmp_path / "nope"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "not a directory" in result.stderr
+
+
+def test_prepare_embedder_is_idempotent():
+    for _ in range(2):
+        result = _run("--prepare-embedder")
+        assert result.returncode == 0, result.stderr
+        assert "minilm-onnx" in result.stderr
