@@ -2,4 +2,6 @@
 
 from hybrid_llm.cli import main
 
-raise SystemExit(main())
+# The guard matters: a multiprocessing spawn child re-imports __main__ and must not rerun the CLI.
+if __name__ == "__main__":
+    raise SystemExit(main())

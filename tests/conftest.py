@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,18 @@ def hybrid_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     return home
+
+
+@pytest.fixture(autouse=True)
+def restore_network_guard() -> Iterator[None]:
+    """Tests that call `main()` in-process install the offline guard; later tests (and the
+    Python children they start, which inherit it) must not run under a leftover guard."""
+    from hybrid_llm.net import guard
+
+    was_offline = guard.is_offline()
+    yield
+    if not was_offline and guard.is_offline():
+        guard.disable()
 
 
 @pytest.fixture(scope="session")

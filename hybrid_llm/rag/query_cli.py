@@ -83,12 +83,6 @@ def _repo(args: argparse.Namespace, config: Config) -> Path:
     return repo
 
 
-def _report_progress(progress: Any) -> None:
-    from hybrid_llm.rag.progress import render_progress
-
-    render_progress(progress, sys.stderr)
-
-
 def _print_human(results: list[RetrievedChunk]) -> None:
     if not results:
         print("no results")
@@ -116,11 +110,17 @@ def run(args: argparse.Namespace) -> int:
     repo = _repo(args, config)
 
     from hybrid_llm.rag.index import CodeIndex
+    from hybrid_llm.rag.progress import ProgressLine
     from hybrid_llm.rag.retriever import HybridRetriever
 
     index = CodeIndex.open(repo, config)
     try:
-        index.update(progress=_report_progress)
+        progress = ProgressLine(sys.stderr)
+        summary = index.update(progress=progress)
+        progress.finish()
+        if summary.interrupted:
+            print("interrupted: the index keeps the files finished so far", file=sys.stderr)
+            return 130
         retriever = HybridRetriever(index, config)
         for query_id, results in _search_all(retriever, queries, args, k):
             if args.batch:

@@ -17,6 +17,7 @@ so one large file cannot crowd out the rest of the codebase.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -100,6 +101,24 @@ def _union(first: Chunk, second: Chunk) -> Chunk:
                  symbol, first.header)
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _normalise(name: str) -> str:
+    return name.replace("_", "").lower()
+
+
+def query_identifiers(query: str) -> set[str]:
+    """Names the query spells as code: snake_case, camelCase, dotted, or a one-word query."""
+    words = _IDENTIFIER.findall(query)
+    names = {
+        word.rsplit(".", 1)[-1]
+        for word in words
+        if len(words) == 1 or "_" in word or "." in word or re.search(r"[a-z][A-Z]", word)
+    }
+    return {_normalise(name) for name in names if len(name) > 2}
+
+
 def matches_path_glob(path: str, pattern: str) -> bool:
     """`*` crosses directories (`src/*.py` matches `src/a/b.py`); a bare name matches anywhere."""
     if fnmatchcase(path, pattern) or fnmatchcase(path, pattern.rstrip("/") + "/*"):
@@ -132,12 +151,31 @@ class HybridRetriever:
             rankings["keyword"] = [item for item, _ in self.index.keyword_search(query, pool)]
         fused = reciprocal_rank_fusion(rankings, weights, self.settings.rrf_k)
         chunks = self.index.get_chunks([item for item, _, _ in fused])
+        fused = self._promote_named(query, fused, chunks)
         spans = self._spans(fused, chunks, k, language, path_glob)
         return [
             RetrievedChunk(span.chunk, span.score,
                            tuple(name for name in rankings if name in span.sources))
             for span in spans
         ]
+
+    def _promote_named(self, query: str, fused: list[tuple[str, float, tuple[str, ...]]],
+                       chunks: dict[str, Chunk]) -> list[tuple[str, float, tuple[str, ...]]]:
+        """A chunk defining an identifier the query spells out (`parseHttpResponse`,
+        `Config.load`) gets one more first-place keyword vote: someone who types a name
+        wants its definition, not the places that merely use it."""
+        names = query_identifiers(query)
+        if not names or self.settings.keyword_weight == 0:
+            return fused
+        bonus = self.settings.keyword_weight / (self.settings.rrf_k + 1)
+        promoted = []
+        for item, score, sources in fused:
+            chunk = chunks.get(item)
+            if chunk is not None and chunk.symbol and _normalise(chunk.symbol.rsplit(".", 1)[-1]) in names:
+                score += bonus
+                sources = tuple(dict.fromkeys((*sources, "keyword")))
+            promoted.append((item, score, sources))
+        return sorted(promoted, key=lambda entry: -entry[1])
 
     def _spans(self, fused: list[tuple[str, float, tuple[str, ...]]], chunks: dict[str, Chunk],
                k: int, language: str | None, path_glob: str | None) -> list[_Span]:

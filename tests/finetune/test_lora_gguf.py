@@ -50,8 +50,8 @@ def test_llama_cpp_with_the_converted_adapter_matches_peft(tmp_path, tiny_model_
     expected = _transformers_logits(tiny_model_dir, adapter_dir, token_ids)
     with_lora = _llama_cpp_logits(tiny_gguf, lora, token_ids)
     without = _llama_cpp_logits(tiny_gguf, None, token_ids)
-    # f16 adapter weights: agreement to a small fraction of the logit spread, far closer than
-    # the base model is to the adapted one.
+    # llama.cpp's f16 KV cache: agreement to a small fraction of the logit spread, far closer
+    # than the base model is to the adapted one.
     spread = expected.max() - expected.min()
     assert np.abs(with_lora - expected).max() < 0.02 * spread
     assert np.abs(without - expected).max() > 10 * np.abs(with_lora - expected).max()

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from hybrid_llm.config import Config
 from hybrid_llm.rag.chunk import Chunk
-from hybrid_llm.rag.retriever import HybridRetriever, matches_path_glob, reciprocal_rank_fusion
+from hybrid_llm.rag.retriever import (
+    HybridRetriever,
+    matches_path_glob,
+    query_identifiers,
+    reciprocal_rank_fusion,
+)
 
 
 def test_rrf_orders_by_weighted_reciprocal_rank() -> None:
@@ -110,8 +117,107 @@ def test_zero_weight_turns_a_search_off() -> None:
     assert index.embedded == []
 
 
+def test_a_spelled_out_identifier_promotes_its_definition() -> None:
+    user = _chunk("app/main.py", 1, 3)
+    definition = Chunk("net/http.py", "python", 10, 12, "def parse_http_response(raw): ...",
+                       symbol="Client.parse_http_response")
+    other = _chunk("docs/notes.md", 1, 3, "markdown")
+    # keyword search ranks a caller (it repeats the name) above the definition
+    index = _RankedIndex([user, definition, other], dense=[other.id],
+                         keyword=[user.id, definition.id])
+
+    results = HybridRetriever(index, Config()).retrieve("parseHttpResponse", k=3)
+
+    assert [r.chunk.path for r in results] == ["net/http.py", "docs/notes.md", "app/main.py"]
+    assert results[0].sources == ("keyword",)
+    assert query_identifiers("Config.load_file and fooBar or plain words") == {"loadfile", "foobar"}
+    assert query_identifiers("Returns the buffer contents.") == set()
+
+
 def test_path_glob_semantics() -> None:
     assert matches_path_glob("src/pkg/mod.py", "src/*.py")
     assert matches_path_glob("src/pkg/mod.py", "src")
     assert matches_path_glob("src/pkg/mod.py", "mod.py")
     assert not matches_path_glob("tests/mod.py", "src/*")
+
+
+# ---------------------------------------------------------------- on a real index
+
+
+def _write_repo(root: Path) -> Path:
+    files = {
+        "net/http.py": "def parse_http_response(raw):\n    head, _, body = raw.partition('\\n\\n')\n"
+                       "    return head, body\n",
+        "net/retry.py": "def backoff_delays(attempts, base=0.5):\n"
+                        "    return [base * 2 ** n for n in range(attempts)]\n",
+        "ui/colors.py": "def blend_colors(first, second, ratio):\n"
+                        "    return tuple(a + (b - a) * ratio for a, b in zip(first, second))\n",
+        "docs/guide.md": "# Guide\n\nRetry failed requests with exponential backoff.\n",
+        ".env": "ZQX_SECRET_TOKEN=parse_http_response\n",
+        "build/generated.py": "def parse_http_response_generated():\n    pass\n",
+    }
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+@pytest.fixture
+def real_index(tmp_path: Path):
+    from hybrid_llm.rag.index import CodeIndex
+
+    repo = _write_repo(tmp_path / "repo")
+    index = CodeIndex.open(repo, Config())
+    index.update()
+    yield index
+    index.close()
+
+
+class _DenseMisses:
+    """The real index, except that dense search never returns chunks of `hidden_path`:
+    it stands for an embedding model that does not recognise an identifier."""
+
+    def __init__(self, index, hidden_path: str):
+        self.index, self.hidden_path = index, hidden_path
+        self.embedder = index.embedder
+
+    def dense_search(self, embedding, k):
+        found = self.index.dense_search(embedding, k)
+        chunks = self.index.get_chunks([item for item, _ in found])
+        return [(item, score) for item, score in found if chunks[item].path != self.hidden_path]
+
+    def keyword_search(self, query, k):
+        return self.index.keyword_search(query, k)
+
+    def get_chunks(self, ids):
+        return self.index.get_chunks(ids)
+
+
+def test_identifier_query_is_found_by_keyword_search_when_dense_misses(real_index) -> None:
+    retriever = HybridRetriever(_DenseMisses(real_index, "net/http.py"), Config())
+
+    results = retriever.retrieve("parseHttpResponse", k=3)
+
+    assert results[0].chunk.path == "net/http.py"
+    assert results[0].chunk.symbol == "parse_http_response"
+    assert results[0].sources == ("keyword",)
+
+
+def test_natural_language_query_finds_code_by_meaning(real_index) -> None:
+    results = HybridRetriever(real_index, Config()).retrieve("mix two colours", k=2)
+
+    assert results[0].chunk.path == "ui/colors.py"
+    assert "dense" in results[0].sources
+
+
+def test_results_never_contain_skipped_or_deleted_files(real_index) -> None:
+    retriever = HybridRetriever(real_index, Config())
+    paths = {r.chunk.path for r in retriever.retrieve("parse http response token", k=20)}
+    assert paths and not paths & {".env", "build/generated.py"}
+
+    (real_index.repo / "net" / "http.py").unlink()
+    real_index.update()
+
+    paths = {r.chunk.path for r in retriever.retrieve("parse http response", k=20)}
+    assert "net/http.py" not in paths
+    assert not paths & {".env", "build/generated.py"}
