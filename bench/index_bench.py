@@ -104,7 +104,6 @@ def bench_keyword_stores(chunks: list) -> dict:
     import sqlite3
 
     import bm25s
-    import numpy as np
 
     from hybrid_llm.rag.keyword_store import KeywordStore, query_terms, split_identifiers
 
@@ -116,7 +115,8 @@ def bench_keyword_stores(chunks: list) -> dict:
     connection.execute("COMMIT")
     fts_build = time.perf_counter() - started
     fts_query = _best(1, lambda: [fts.search(q, 10) for q in QUERIES]) / len(QUERIES)
-    one_file = [(rowid, chunk) for rowid, chunk in enumerate(chunks, 1) if chunk.path == chunks[0].path]
+    rows = list(enumerate(chunks, start=1))
+    one_file = [(rowid, chunk) for rowid, chunk in rows if chunk.path == chunks[0].path]
     started = time.perf_counter()
     connection.execute("BEGIN")
     fts.remove(rowid for rowid, _ in one_file)
@@ -138,9 +138,9 @@ def bench_keyword_stores(chunks: list) -> dict:
 
     def query_bm25s():
         for query in QUERIES:
-            ids = [[vocabulary[t] for t in query_terms(query) if t in vocabulary]]
-            if ids[0]:
-                retriever.retrieve(np.array(ids, dtype=object), k=10, show_progress=False)
+            ids = [vocabulary[term] for term in query_terms(query) if term in vocabulary]
+            if ids:
+                retriever.retrieve([ids], k=min(10, len(corpus)), show_progress=False)
 
     bm25s_query = _best(1, query_bm25s) / len(QUERIES)
     return {
@@ -182,7 +182,7 @@ def main() -> None:
         keyword_ready: list[float] = []
 
         def on_progress(progress) -> None:
-            if progress.phase == "embedding" and not keyword_ready:
+            if progress.phase == "chunking" and progress.done == progress.total:
                 keyword_ready.append(progress.elapsed)
 
         with CodeIndex.open(repo, config) as index:
@@ -213,7 +213,8 @@ def main() -> None:
         step = max(1, len(chunks) // args.sample)
         sample = [embed_text(chunk) for chunk in chunks[::step][: args.sample]]
         results.update(bench_embedding(sample))
-        results["cold_vs_raw_encode"] = results["cold_chunks_per_s"] / results["raw_encode_chunks_per_s"]
+        raw = results["raw_encode_chunks_per_s"]
+        results["cold_vs_raw_encode"] = results["cold_chunks_per_s"] / raw
         results.update(bench_keyword_stores(chunks))
         results["peak_rss_end_mb"] = _peak_rss_mb()
 

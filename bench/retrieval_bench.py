@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import importlib.util
 import inspect
 import json
@@ -32,7 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,8 @@ from hybrid_llm.rag.retriever import HybridRetriever  # noqa: E402
 PACKAGES = ("click", "jinja2", "pygments")
 PADDING_PACKAGES = ("rich", "pip")  # only to bring the latency index to 10,000 chunks
 LATENCY_CHUNKS = 10_000
+MODEL_KEY = "all-MiniLM-L6-v2 onnx int8"  # cached vectors are only valid for this embedder
+DEFAULT_CACHE = Path(tempfile.gettempdir()) / "hybrid-llm-retrieval-bench" / "embeddings.npz"
 MODES = {"keyword": (0.0, 1.0), "dense": (1.0, 0.0), "hybrid": None}  # (dense, keyword) weights
 K = 10
 
@@ -141,29 +144,64 @@ class LineWindowChunker:
 
 
 class CachingEmbedder:
-    """Embeds each distinct text once for the whole run: the same chunks appear in the
-    per-package indexes and again in the latency index."""
+    """Embeds each distinct text once, and remembers it across runs in `cache_file`: the same
+    chunks appear in several indexes of one run, and re-runs while tuning should not pay
+    minutes of embedding again. Query embeddings are never cached (latency includes them)."""
 
-    def __init__(self, embedder):
+    def __init__(self, embedder, cache_file: Path | None):
         self.embedder = embedder
+        self.cache_file = cache_file
         self.cache: dict[str, np.ndarray] = {}
+        if cache_file and cache_file.exists():
+            with np.load(cache_file) as stored:
+                self.cache = dict(zip(stored["keys"].tolist(), stored["vectors"]))
         self.embedded = 0
 
     def __getattr__(self, name):
         return getattr(self.embedder, name)
 
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha256(f"{MODEL_KEY}\n{text}".encode()).hexdigest()
+
     def embed(self, texts: list[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        keys = [self._key(text) for text in texts]
+        missing = {key: text for key, text in zip(keys, texts) if key not in self.cache}
         if missing:
-            for text, vector in zip(missing, self.embedder.embed(missing)):
-                self.cache[text] = vector
+            vectors = self.embedder.embed(list(missing.values()))
+            self.cache.update(zip(missing, vectors))
             self.embedded += len(missing)
+            self._save()
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
-        return np.stack([self.cache[t] for t in texts])
+        return np.stack([self.cache[key] for key in keys])
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embedder.embed_query(text)
+
+    def _save(self) -> None:
+        if self.cache_file is None:
+            return
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.cache_file.with_suffix(".partial.npz")
+        np.savez(partial, keys=np.array(list(self.cache)), vectors=np.stack(list(self.cache.values())))
+        partial.replace(self.cache_file)
+
+
+class PrefixRouter:
+    """One index holding several chunkings of the same sets (for the latency index): files
+    under `<prefix>/` are chunked by that prefix's chunker, with the header they had in their
+    own index, so their vectors come from the cache instead of being embedded again."""
+
+    def __init__(self, chunkers: dict[str, object]):
+        self.chunkers = chunkers
+
+    def chunk(self, rel_path: str, text: str, language: str | None = None) -> list[Chunk]:
+        prefix, _, inner = rel_path.partition("/")
+        chunker = self.chunkers.get(prefix)
+        if chunker is None:
+            return self.chunkers["padding"].chunk(rel_path, text)
+        return [replace(chunk, path=rel_path) for chunk in chunker.chunk(inner, text)]
 
 
 def _open_index(repo: Path, index_dir: Path, embedder, chunker):
@@ -243,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--max-chars", type=int, default=None, help="chunk budget override")
     parser.add_argument("--json", type=Path, help="also write all figures here")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                        help="chunk embeddings kept between runs (queries are never cached)")
+    parser.add_argument("--no-cache", action="store_true", help="embed everything afresh")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -252,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     from hybrid_llm.rag.embedder import default_embedder
 
     started = time.perf_counter()
-    embedder = CachingEmbedder(default_embedder())
+    embedder = CachingEmbedder(default_embedder(), None if args.no_cache else args.cache)
     config = Config()
     chunkers = {"tree-sitter": CodeChunker(args.max_chars) if args.max_chars else CodeChunker()}
     if not args.no_window:
@@ -278,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_table(results))
         _print_means(results, args.packages, chunkers)
         latency = None if args.no_latency else _latency(work, args.packages, embedder, config,
-                                                         chunkers["tree-sitter"])
+                                                         chunkers)
         if latency:
             print(f"\nlatency (hybrid, warm, k={K}): p50 {latency['p50_ms']:.1f} ms, "
                   f"p95 {latency['p95_ms']:.1f} ms over {latency['queries']} queries at "
@@ -317,22 +358,25 @@ def _padding_files() -> list[Path]:
     return files
 
 
-def _latency(work: Path, packages: list[str], embedder, config: Config, chunker) -> dict:
-    """One index with every set plus padding packages until it holds >= 10,000 chunks."""
+def _latency(work: Path, packages: list[str], embedder, config: Config, chunkers: dict) -> dict:
+    """One index with every set in every chunking, plus padding source up to 10,000 chunks."""
     repo = work / "latency"
     queries: list[Query] = []
+    for name in chunkers:
+        for package in packages:
+            shutil.copytree(work / "sets" / package, repo / name, dirs_exist_ok=True)
     for package in packages:
-        shutil.copytree(work / "sets" / package, repo, dirs_exist_ok=True)
         queries.extend(build_set(package, work / "scratch" / package))
-    chunks = sum(_chunk_count(chunker, path, repo) for path in repo.rglob("*.py"))
+    router = PrefixRouter({**chunkers, "padding": chunkers["tree-sitter"]})
+    chunks = sum(_chunk_count(router, path, repo) for path in repo.rglob("*.py"))
     for path in _padding_files():
         if chunks >= LATENCY_CHUNKS:
             break
         target = repo / "padding" / path.relative_to(path.parents[-2])
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
-        chunks += _chunk_count(chunker, target, repo)
-    index, seconds = _open_index(repo, work / "idx" / "latency", embedder, chunker)
+        chunks += _chunk_count(router, target, repo)
+    index, seconds = _open_index(repo, work / "idx" / "latency", embedder, router)
     print(f"latency index: {index.status().chunks} chunks ({seconds:.0f}s)", file=sys.stderr)
     sample = random.Random(1).sample(queries, min(300, len(queries)))
     latency = measure_latency(index, sample, config)

@@ -32,7 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from hybrid_llm.finetune.code_tasks import examples_from_code
-    from hybrid_llm.finetune.dataset import examples_from_log, token_counter, write_dataset
+    from hybrid_llm.finetune.dataset import (
+        examples_from_log,
+        require_examples,
+        token_counter,
+        write_dataset,
+    )
     from hybrid_llm.finetune.request_log import RequestLog
 
     if not args.from_log and args.from_code is None:
@@ -47,6 +52,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         if not args.from_code.is_dir():
             raise UserError(f"--from-code {args.from_code}: not a directory")
         examples += examples_from_code(args.from_code, config, max_examples=args.max_code_examples)
+    require_examples(examples)  # before loading a vocabulary to count tokens with
     count_tokens, tokenizer_name = token_counter(config)
     summary = write_dataset(
         examples,

@@ -152,6 +152,11 @@ def _message_tokens(messages: list[dict], count_tokens: Callable[[str], int]) ->
     return sum(count_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages)
 
 
+def require_examples(examples: list[Example]) -> None:
+    if not examples:
+        raise UserError("no examples: rate answers with /good, or pass --from-code PATH")
+
+
 def write_dataset(
     examples: list[Example],
     out_dir: Path,
@@ -162,8 +167,7 @@ def write_dataset(
     max_length: int = 2048,
 ) -> DatasetSummary:
     """Deduplicate, split and write `train.jsonl`, `validation.jsonl` and `dataset_info.json`."""
-    if not examples:
-        raise UserError("no examples: rate answers with /good, or pass --from-code PATH")
+    require_examples(examples)
     data = split(examples, validation_fraction)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

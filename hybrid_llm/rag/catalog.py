@@ -232,7 +232,8 @@ class Catalog:
         return [PendingChunk(cid, chash, f"{header}\n{text}") for cid, chash, header, text in rows]
 
     def pending_count(self) -> int:
-        return self.connection.execute("SELECT count(*) FROM chunks WHERE embedded = 0").fetchone()[0]
+        query = "SELECT count(*) FROM chunks WHERE embedded = 0"
+        return self.connection.execute(query).fetchone()[0]
 
     def set_embedded(self, ids: Iterable[str], embedded: bool = True) -> None:
         self.connection.executemany(

@@ -147,14 +147,12 @@ class CodeChunker:
     """Chunks source text by syntax; see the module docstring for the algorithm."""
 
     def __init__(
-        self, max_chars: int = 1200, *, merge_definitions: bool = False,
-        split_containers: bool = False, max_window_lines: int = 60,
+        self, max_chars: int = 1200, *, merge_definitions: bool = False, max_window_lines: int = 60
     ):
         if max_chars < 1 or max_window_lines < 1:
             raise ValueError("max_chars and max_window_lines must be positive")
         self.max_chars = max_chars
         self.merge_definitions = merge_definitions
-        self.split_containers = split_containers
         self.max_window_lines = max_window_lines
         self.dropped_secret_chunks = 0
         self._parsers: dict[str, tree_sitter.Parser] = {}
@@ -188,7 +186,7 @@ class CodeChunker:
         if root.has_error and self._mostly_errors(root, source):
             return None
         return _Splitter(spec, source, self.max_chars, self.merge_definitions,
-                         self.max_window_lines, self.split_containers).split_root(root)
+                         self.max_window_lines).split_root(root)
 
     @staticmethod
     def _mostly_errors(root: tree_sitter.Node, source: _Source) -> bool:
@@ -241,13 +239,11 @@ class _Splitter:
     """One file's split-then-merge pass over its syntax tree."""
 
     def __init__(self, spec: LanguageSpec, source: _Source, budget: int,
-                 merge_definitions: bool, max_window_lines: int, split_containers: bool):
-        self.split_containers = split_containers
+                 merge_definitions: bool, max_window_lines: int):
         self.spec = spec
         self.source = source
         self.budget = budget
         self.merge_definitions = merge_definitions
-        self.split_containers = split_containers
         self.max_window_lines = max_window_lines
 
     def split_root(self, root: tree_sitter.Node) -> list[_Piece]:
@@ -259,10 +255,7 @@ class _Splitter:
     def _split(self, node: tree_sitter.Node, scope: tuple[_Scope, ...]) -> list[_Piece]:
         start, end = self.source.rows(node)
         own = self._definition(node)
-        container = own is not None and self.split_containers and any(
-            self._definition(child) for child in self._children(node)
-        )
-        if self.source.size(start, end) <= self.budget and not container:
+        if self.source.size(start, end) <= self.budget:
             inner = (*scope, own) if own else scope
             return [_Piece(start, end, _symbol_path(inner), 1 if own else 0, scope)]
         # A split wrapper (decorators + function) leaves naming to the definition inside it.

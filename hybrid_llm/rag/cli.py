@@ -28,7 +28,9 @@ def _add_index_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Index a codebase for /code: only files changed since the last run are "
         "re-chunked and re-embedded. Progress goes to stderr; Ctrl-C keeps finished files.",
     )
-    parser.add_argument("path", nargs="?", type=Path, help="codebase root (default: rag.codebase_path)")
+    parser.add_argument(
+        "path", nargs="?", type=Path, help="codebase root (default: rag.codebase_path)"
+    )
     parser.add_argument("--rebuild", action="store_true", help="drop the index and build it again")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     parser.add_argument(
@@ -63,10 +65,9 @@ def run_index(args: argparse.Namespace) -> int:
 
 def _print_summary(summary) -> None:
     skipped = sum(summary.files_skipped.values())
-    reasons = ", ".join(f"{reason} {count}" for reason, count in summary.files_skipped.most_common())
-    languages = ", ".join(
-        f"{name} {count}" for name, count in sorted(summary.languages.items(), key=lambda kv: -kv[1])
-    )
+    reasons = ", ".join(f"{name} {count}" for name, count in summary.files_skipped.most_common())
+    by_count = sorted(summary.languages.items(), key=lambda item: (-item[1], item[0]))
+    languages = ", ".join(f"{name} {count}" for name, count in by_count)
     lines = [
         f"files indexed   {summary.files_indexed}",
         f"files unchanged {summary.files_unchanged}",

@@ -201,7 +201,8 @@ def _length_batches(order: list[int], token_ids: list[list[int]]) -> list[list[i
     current: list[int] = []
     for index in order:
         width = len(token_ids[index])
-        if current and (len(current) >= _MAX_BATCH or width * (len(current) + 1) > _TOKENS_PER_BATCH):
+        full = len(current) >= _MAX_BATCH or width * (len(current) + 1) > _TOKENS_PER_BATCH
+        if current and full:
             batches.append(current)
             current = []
         current.append(index)

@@ -18,18 +18,17 @@ second writer can say whom it is waiting for). Indexes live under `hybrid_home()
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock, Timeout
 
 from hybrid_llm.config import Config, hybrid_home
 from hybrid_llm.errors import UserError
@@ -38,6 +37,9 @@ from hybrid_llm.rag.chunk import Chunk
 from hybrid_llm.rag.embedder import Embedder, MiniLMEmbedder, default_embedder
 from hybrid_llm.rag.keyword_store import KeywordStore
 from hybrid_llm.rag.vector_store import VectorStore, collection_name
+from hybrid_llm.rag.writer_lock import writer_lock
+
+_log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1"
 _CATALOG_FILE = "catalog.sqlite3"
@@ -99,7 +101,10 @@ ProgressCallback = Callable[[IndexProgress], None]
 def index_location(repo: Path, config: Config) -> Path:
     """The directory holding `repo`'s index: `<name>-<hash of the absolute path>`."""
     root = Path(repo).expanduser().resolve()
-    base = Path(config.rag.index_dir).expanduser() if config.rag.index_dir else hybrid_home() / "indexes"
+    if config.rag.index_dir:
+        base = Path(config.rag.index_dir).expanduser()
+    else:
+        base = hybrid_home() / "indexes"
     slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", root.name).strip("-.") or "root"
     digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
     return base / f"{slug}-{digest}"
@@ -214,16 +219,22 @@ class CodeIndex:
         discovery = self._discover()
         on_disk = {file.rel_path: (file.size, file.mtime_ns) for file in discovery.files}
         catalogued = {path: (record.size, record.mtime_ns) for path, record in records.items()}
-        return IndexStatus(files=len(records), chunks=chunks, stale=unfinished or on_disk != catalogued)
+        stale = unfinished or on_disk != catalogued
+        return IndexStatus(files=len(records), chunks=chunks, stale=stale)
 
     # -- updating ------------------------------------------------------------------------------
 
-    def update(self, *, rebuild: bool = False, progress: ProgressCallback | None = None) -> IndexSummary:
+    def update(
+        self, *, rebuild: bool = False, progress: ProgressCallback | None = None
+    ) -> IndexSummary:
         """Bring the index in line with the codebase; Ctrl-C keeps every file finished so far."""
         started = time.perf_counter()
         report = _Reporter(progress, started)
         summary = IndexSummary()
-        with self._write_lock(report):
+        what = f"the index of {self.repo}"
+        with writer_lock(
+            self.location, what=what, timeout=self._lock_timeout, on_wait=report.waiting
+        ):
             try:
                 self._update(summary, report, rebuild)
             except KeyboardInterrupt:
@@ -246,7 +257,8 @@ class CodeIndex:
         self._chunk_pass(discovery.files, summary, report)
         self._vector_pass(report, reconcile=interrupted_before)
         with self._catalog.transaction():
-            self._catalog.drop_unused_embeddings()
+            if summary.files_indexed or summary.files_deleted:
+                self._catalog.drop_unused_embeddings()
             self._catalog.set_meta("update_in_progress", None)
 
     def _discover(self):
@@ -298,7 +310,12 @@ class CodeIndex:
                 self._catalog.update_file_stat(new_record)
             summary.files_unchanged += 1
             return 0
-        chunks = self._get_chunker().chunk(file.rel_path, source.text)
+        try:
+            chunks = self._get_chunker().chunk(file.rel_path, source.text)
+        except Exception:  # noqa: BLE001 - one odd file must not stop a whole codebase
+            _log.warning("cannot chunk %s", file.rel_path, exc_info=True)
+            summary.files_skipped["chunker_error"] += 1
+            return 0
         with self._catalog.transaction():
             changes = self._catalog.put_file(new_record, chunks)
             self._keywords.remove(changes.removed)
@@ -309,7 +326,8 @@ class CodeIndex:
     def _vector_pass(self, report: _Reporter, *, reconcile: bool) -> None:
         deletes = self._catalog.vector_deletes()
         pending = self._catalog.pending_count()
-        if not (reconcile or deletes or pending):
+        fresh_space = self._catalog.get_meta("embedder") is None  # new index, or rebuilt
+        if not (reconcile or deletes or pending or fresh_space):
             return
         store = self._vector_store()
         self._check_vector_space(store)
@@ -384,41 +402,6 @@ class CodeIndex:
                 )
             return self._vectors
 
-    @contextmanager
-    def _write_lock(self, report: _Reporter) -> Iterator[None]:
-        """The writer lock; a second writer waits, saying which process holds it.
-
-        The holder's pid goes in a file beside the lock. After a kill -9 that file is stale,
-        but the OS has released the lock itself, so the next writer simply takes it over.
-        """
-        lock = FileLock(str(self.location / "write.lock"))
-        pid_file = self.location / "write.pid"
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            holder = _read_pid(pid_file)
-            report("waiting", 0, 0, message=f"waiting for pid {holder}, which is updating this index")
-            try:
-                lock.acquire(timeout=self._lock_timeout)
-            except Timeout:
-                raise UserError(
-                    f"the index of {self.repo} is being updated by another process (pid {holder});"
-                    " try again when it has finished"
-                ) from None
-        try:
-            pid_file.write_text(str(os.getpid()))
-            yield
-        finally:
-            pid_file.unlink(missing_ok=True)
-            lock.release()
-
-
-def _read_pid(path: Path) -> str:
-    try:
-        return path.read_text().strip() or "unknown"
-    except OSError:
-        return "unknown"
-
 
 class _Reporter:
     """Calls the progress callback, at most every 100 ms except for a phase's first and last."""
@@ -429,7 +412,14 @@ class _Reporter:
         self._last = 0.0
 
     def __call__(
-        self, phase: str, done: int, total: int, *, files: int = 0, chunks: int = 0, message: str = ""
+        self,
+        phase: str,
+        done: int,
+        total: int,
+        *,
+        files: int = 0,
+        chunks: int = 0,
+        message: str = "",
     ) -> None:
         if self._callback is None:
             return
@@ -437,4 +427,8 @@ class _Reporter:
         if 0 < done < total and now - self._last < _PROGRESS_INTERVAL:
             return
         self._last = now
-        self._callback(IndexProgress(phase, done, total, files, chunks, now - self._started, message))
+        elapsed = now - self._started
+        self._callback(IndexProgress(phase, done, total, files, chunks, elapsed, message))
+
+    def waiting(self, message: str) -> None:
+        self("waiting", 0, 0, message=message)

@@ -39,10 +39,14 @@ class ProgressLine:
             self._width = len(line)
             if progress.total and progress.done == progress.total:
                 self._end_line()  # a finished phase keeps its final line
-        elif time.monotonic() - self._last_log >= _LOG_INTERVAL or progress.done in (0, progress.total):
+        elif self._log_due(progress):
             self._last_log = time.monotonic()
             self._stream.write(line + "\n")
         self._stream.flush()
+
+    def _log_due(self, progress: IndexProgress) -> bool:
+        edge = progress.done in (0, progress.total)
+        return edge or time.monotonic() - self._last_log >= _LOG_INTERVAL
 
     def finish(self) -> None:
         """End the redrawn line so the summary starts on a fresh one."""

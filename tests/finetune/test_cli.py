@@ -15,10 +15,13 @@ def greet(name):
 '''
 
 
-def test_build_from_code_and_log(tmp_path, capsys):
+def test_build_from_code_and_log(tmp_path, capsys, monkeypatch, tiny_gguf):
+    # The tiny model as the configured one: tokens are counted with its vocabulary.
+    (tmp_path / "config.json").write_text(json.dumps({"model": {"path": str(tiny_gguf)}}))
+    monkeypatch.setenv("HYBRID_LLM_CONFIG", str(tmp_path / "config.json"))
     (tmp_path / "repo").mkdir()
     (tmp_path / "repo" / "greet.py").write_text(CODE)
-    log = RequestLog.from_config(Config())
+    log = RequestLog.from_config(Config())  # the log lives in HYBRID_LLM_HOME, not in the config
     request_id = log.record(prompt="p", messages=[{"role": "user", "content": "make greet shout"}],
                             sources=[], answer="use .upper()", model="m", timings={})
     log.rate(request_id, "good")
@@ -28,6 +31,7 @@ def test_build_from_code_and_log(tmp_path, capsys):
     assert status == 0
     assert "wrote 1 train + 1 validation examples" in printed and "1 from code, 1 from log" in printed
     assert "prompt tokens: mean" in printed and "completion tokens: mean" in printed
+    assert "tokens counted with the tiny-qwen2.gguf vocabulary" in printed
     rows = [json.loads(line) for name in ("train", "validation") for line in (out / f"{name}.jsonl").open()]
     assert sorted(row["completion"][0]["content"][:3] for row in rows) == ["```", "use"]
 

@@ -78,6 +78,33 @@ def _greedy_llama_cpp(gguf_path: Path, messages, lora_path: Path | None) -> str:
     return reply["choices"][0]["message"]["content"]
 
 
+def _source() -> str:
+    import nbformat
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    return "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+
+
+def test_colab_installs_the_versions_the_smoke_run_tests():
+    """The GPU cells only run on Colab; pinning Colab to the versions installed here means the
+    API the smoke run exercises (SFTConfig, peft, ...) is the API Colab gets."""
+    from importlib.metadata import version
+
+    pinned = dict(re.findall(r'"([a-z]+)==([\w.]+)"', _source()))
+    for package in ("transformers", "peft", "trl", "accelerate", "datasets"):
+        assert pinned[package] == version(package), package
+    assert "bitsandbytes" in pinned
+
+
+def test_gpu_cells_use_the_qlora_recipe():
+    source = _source()
+    for setting in ('bnb_4bit_quant_type="nf4"', "bnb_4bit_use_double_quant=True", 'target_modules="all-linear"',
+                    "LORA_R = 16", "torch.bfloat16 if major >= 8 else torch.float16", "activation_checkpointing=True",
+                    "max_length=MAX_LENGTH"):
+        assert setting in source, setting
+    assert "max_seq_length" not in source  # the pre-1.0 TRL name
+
+
 @pytest.mark.slow
 def test_smoke_notebook_trains_and_its_adapter_changes_both_engines(tmp_path, monkeypatch, capsys):
     assert main(["dataset", "build", "--from-code", str(_small_codebase(tmp_path / "repo")),

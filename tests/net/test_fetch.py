@@ -13,7 +13,8 @@ import pytest
 from hybrid_llm.config import WebSettings
 from hybrid_llm.net import guard
 from hybrid_llm.net.fetch import MAX_REDIRECTS, FetchError, PageFetcher
-from tests.net.local_web import SLOW_SECONDS, TRICKLE_SECONDS, LocalSite, site  # noqa: F401 (fixture)
+from tests.net.local_web import SLOW_SECONDS, TRICKLE_SECONDS, LocalSite
+from tests.net.local_web import site  # noqa: F401 (fixture)
 
 
 def fetcher(tmp_path: Path, **settings: float) -> PageFetcher:

@@ -58,7 +58,8 @@ def test_web_gathers_relevant_passages_and_reports_each_bad_page(site: LocalSite
     assert not [junk for p in gathering.passages for junk in BOILERPLATE if junk in p.text]
     assert len(gathering.errors) == len(bad)
     for url, reason in bad.items():
-        assert [e for e in gathering.errors if e.startswith(url) and reason in e], (url, gathering.errors)
+        matching = [e for e in gathering.errors if e.startswith(url) and reason in e]
+        assert matching, (url, gathering.errors)
     assert all("\n" not in error for error in gathering.errors)
 
 
@@ -158,7 +159,10 @@ def test_headings_start_passages_and_code_is_not_cut() -> None:
     code = "```python\ndef f():\n\n    return 1\n```"
     markdown = f"# One\n\nfirst topic text\n\n{code}\n\n## Two\n\nsecond topic text"
 
-    assert split_passages(markdown) == [f"# One\n\nfirst topic text\n\n{code}", "## Two\n\nsecond topic text"]
+    assert split_passages(markdown) == [
+        f"# One\n\nfirst topic text\n\n{code}",
+        "## Two\n\nsecond topic text",
+    ]
 
 
 def test_small_paragraphs_are_packed_up_to_the_limit() -> None:

@@ -14,8 +14,6 @@ import termios
 import time
 from pathlib import Path
 
-import pytest
-
 from hybrid_llm.config import REPO_ROOT
 
 GROSS_REGRESSION_S = 5.0
@@ -49,7 +47,7 @@ def test_piped_commands_print_plain_text(repo: Path) -> None:
 def test_piped_random_bytes_do_not_end_the_session(repo: Path) -> None:
     rng = random.Random(7)
     junk = b"".join(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200))).replace(b"\n", b"") + b"\n"
-                    for _ in range(100) )
+                    for _ in range(100))
     junk = b"\n".join(line for line in junk.split(b"\n") if not line.lstrip().startswith(b"/"))
     # Lines that are not commands go to the model; without one configured they fail fast, one line each.
     config = repo.parent / "no-model.json"

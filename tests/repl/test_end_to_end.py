@@ -63,7 +63,7 @@ def test_code_reuses_a_function_of_the_indexed_repo(shop: Path, tmp_path: Path, 
         [sys.executable, "-m", "hybrid_llm", "--repo", str(shop)],
         input=f"/index\n/code {TASK}\n".encode(),
         capture_output=True,
-        timeout=900,
+        timeout=1500,
         cwd=REPO_ROOT,
         env={**os.environ, "HYBRID_LLM_CONFIG": str(config)},
     )

@@ -87,7 +87,7 @@ def _type_slowly(pipe, *keys: str) -> None:
 
     def feed() -> None:
         for key in keys:
-            time.sleep(0.3)
+            time.sleep(0.5)
             pipe.send_text(key)
 
     threading.Thread(target=feed, daemon=True).start()
