@@ -145,7 +145,7 @@ def bench_prompt_lookup(model: Path, threads: int, runs: int) -> dict:
         {"role": "user", "content": "Rename the parameter `request` to `task` everywhere in this code and "
                                     f"print the whole edited code:\n\n```python\n{EDIT_SOURCE}\n```"},
     ]
-    settings = {**SETTINGS, "max_tokens": 256}
+    settings = {**SETTINGS, "max_tokens": 160}
     results = {}
     for lookup in (False, True):
         process = psutil.Process()
@@ -196,7 +196,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="LLM engine benchmark (issue 5)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--repo", type=Path, default=REPO_ROOT)
+    parser.add_argument("--repo", type=Path, default=REPO_ROOT / "hybrid_llm")
     parser.add_argument("--only", choices=["overhead", "prefix", "lookup", "ask"], action="append")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

@@ -280,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-window", action="store_true", help="skip the 40-line baseline")
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--max-chars", type=int, default=None, help="chunk budget override")
+    parser.add_argument("--rrf-k", type=int, help="override rag.rrf_k for the hybrid mode")
+    parser.add_argument("--dense-weight", type=float, help="override rag.dense_weight")
+    parser.add_argument("--keyword-weight", type=float, help="override rag.keyword_weight")
     parser.add_argument("--json", type=Path, help="also write all figures here")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                         help="chunk embeddings kept between runs (queries are never cached)")
@@ -295,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     embedder = CachingEmbedder(default_embedder(), None if args.no_cache else args.cache)
     config = Config()
+    for field, value in (("rrf_k", args.rrf_k), ("dense_weight", args.dense_weight),
+                         ("keyword_weight", args.keyword_weight)):
+        if value is not None:
+            setattr(config.rag, field, value)
     chunkers = {"tree-sitter": CodeChunker(args.max_chars) if args.max_chars else CodeChunker()}
     if not args.no_window:
         chunkers["window-40"] = LineWindowChunker(40)
@@ -349,12 +356,15 @@ def _chunk_count(chunker, path: Path, repo: Path) -> int:
     return len(chunker.chunk(path.relative_to(repo).as_posix(), text))
 
 
-def _padding_files() -> list[Path]:
+def _padding_files() -> list[tuple[Path, str]]:
+    """(file, path inside the padding folder) of the padding packages' sources."""
     files = []
     for package in PADDING_PACKAGES:
         spec = importlib.util.find_spec(package)
         if spec and spec.submodule_search_locations:
-            files.extend(sorted(Path(spec.submodule_search_locations[0]).rglob("*.py")))
+            root = Path(spec.submodule_search_locations[0])
+            files.extend((path, f"{package}/{path.relative_to(root).as_posix()}")
+                         for path in sorted(root.rglob("*.py")))
     return files
 
 
@@ -369,10 +379,10 @@ def _latency(work: Path, packages: list[str], embedder, config: Config, chunkers
         queries.extend(build_set(package, work / "scratch" / package))
     router = PrefixRouter({**chunkers, "padding": chunkers["tree-sitter"]})
     chunks = sum(_chunk_count(router, path, repo) for path in repo.rglob("*.py"))
-    for path in _padding_files():
+    for path, rel_path in _padding_files():
         if chunks >= LATENCY_CHUNKS:
             break
-        target = repo / "padding" / path.relative_to(path.parents[-2])
+        target = repo / "padding" / rel_path
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
         chunks += _chunk_count(router, target, repo)

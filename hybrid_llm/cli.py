@@ -48,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         guard.install_from_config(load_config())
     except ConfigError:
         guard.enable()  # a broken config still starts offline; the command reports the error
+    except guard.NetworkBlockedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

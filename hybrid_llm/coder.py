@@ -56,22 +56,35 @@ class Answer:
 
 
 class Retriever(Protocol):
+    """What the coder retrieves with; it may also offer `refresh()`, called before every
+    retrieval to bring its index up to date, and `close()` (IndexedRepo has both)."""
+
     def retrieve(self, query: str, k: int = 8) -> list[RetrievedChunk]: ...
 
 
+class IndexedRepo:
+    """The hybrid retriever over one repository's index, which `refresh` brings up to date
+    incrementally (only files whose mtime or content changed are re-chunked and re-embedded)."""
+
+    def __init__(self, repo: Path, config: Config, progress: Callable[[Any], None] | None = None) -> None:
+        from hybrid_llm.rag.index import CodeIndex
+        from hybrid_llm.rag.retriever import HybridRetriever
+
+        self.index = CodeIndex.open(repo, config)
+        self._retriever = HybridRetriever(self.index, config)
+        self._progress = progress
+
+    def refresh(self) -> None:
+        self.index.update(progress=self._progress)
+
+    def retrieve(self, query: str, k: int = 8) -> list[RetrievedChunk]:
+        return self._retriever.retrieve(query, k)
+
+    def close(self) -> None:
+        self.index.close()
+
+
 RetrieverFactory = Callable[[Path, Config, Callable[[Any], None] | None], Retriever]
-
-
-def open_retriever(
-    repo: Path, config: Config, progress: Callable[[Any], None] | None = None
-) -> Retriever:
-    """The hybrid retriever over `repo`'s index, brought up to date first (incrementally)."""
-    from hybrid_llm.rag.index import CodeIndex
-    from hybrid_llm.rag.retriever import HybridRetriever
-
-    index = CodeIndex.open(repo, config)
-    index.update(progress=progress)
-    return HybridRetriever(index, config)
 
 
 class Coder:
@@ -83,7 +96,7 @@ class Coder:
         *,
         backend_provider: BackendProvider | None = None,
         request_log: Any | None = None,
-        retriever_factory: RetrieverFactory = open_retriever,
+        retriever_factory: RetrieverFactory = IndexedRepo,
         index_progress: Callable[[Any], None] | None = None,
     ) -> None:
         self.config = config
@@ -92,6 +105,7 @@ class Coder:
         self._retriever_factory = retriever_factory
         self._index_progress = index_progress
         self._history: list[Turn] = []
+        self._repos: dict[Path, Retriever] = {}
         self._cancelled = threading.Event()
 
     @property
@@ -164,9 +178,20 @@ class Coder:
         """Forget the conversation (the next request starts a fresh prompt)."""
         self._history.clear()
 
+    def close(self) -> None:
+        """Close the indexes this coder opened (the backend belongs to its provider)."""
+        for retriever in self._repos.values():
+            if hasattr(retriever, "close"):
+                retriever.close()
+        self._repos.clear()
+
     def _retrieve(self, repo: Path, request: str, timings: dict[str, float]) -> list[RetrievedChunk]:
         started = time.perf_counter()
-        retriever = self._retriever_factory(repo, self.config, self._index_progress)
+        retriever = self._repos.get(repo)
+        if retriever is None:
+            retriever = self._repos[repo] = self._retriever_factory(repo, self.config, self._index_progress)
+        if hasattr(retriever, "refresh"):
+            retriever.refresh()
         indexed = time.perf_counter()
         chunks = retriever.retrieve(request, k=self.config.rag.max_results)
         timings["index_ms"] = _ms(indexed - started)

@@ -140,3 +140,16 @@ def test_missing_model_is_a_user_error_naming_models_pull(tmp_path: Path):
     config = Config.model_validate({"model": {"path": str(tmp_path / "gone.gguf")}})
     with pytest.raises(UserError, match="hybrid-llm models pull"):
         Coder(config).ask("hello", repo=None)
+
+
+def test_index_is_refreshed_before_each_request(config: Config, provider: BackendProvider, repo: Path):
+    coder = Coder(config, backend_provider=provider)
+    coder.ask("compute vat", repo=repo)
+    (repo / "billing" / "shipping.py").write_text(
+        "def shipping_cost(weight_kg: float) -> float:\n    return round(4.5 + 1.2 * weight_kg, 2)\n"
+    )
+
+    answer = coder.ask("shipping_cost for a parcel by weight", repo=repo)
+
+    assert "billing/shipping.py" in {source.path for source in answer.sources}
+    coder.close()

@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(answer_json(answer), ensure_ascii=False))
     else:
         _print_sources(answer, sys.stdout)
+    coder.close()
     coder.provider.close()
     return 130 if answer.cancelled else 0
 

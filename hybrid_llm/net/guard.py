@@ -582,6 +582,54 @@ def install_from_config(config: Config) -> None:
     network = config.network
     level = Level.offline(network.allow_loopback) if network.offline_mode else Level.ONLINE
     _GUARD.set_level(max(level, _GUARD.floor))
+    if network.verify_no_leaks and is_offline():
+        problems = self_test()
+        if problems:
+            raise NetworkBlockedError(
+                f"the network guard failed its start-up self-test ({'; '.join(problems)}); "
+                "refusing to run offline unguarded",
+                "self-test",
+            )
+
+
+# TEST-NET-1 (RFC 5737): reserved for documentation and never routed. The self-test only hands
+# it to the checks; no packet is ever sent, even if a check were broken.
+_SELF_TEST_ADDRESS = ("192.0.2.1", 9)
+
+
+def self_test() -> list[str]:
+    """Check, without any I/O, that both layers refuse a non-loopback destination right now.
+
+    Run at start-up when `network.verify_no_leaks` is set: a guard that silently failed to
+    install (another library replaced socket functions after us, say) must stop the program.
+    """
+    problems = []
+    was_disabled, log.disabled = log.disabled, True  # expected refusals are not news to the user
+    try:
+        for what, attempt in (
+            ("socket patch", _self_test_patch),
+            ("audit hook", _self_test_audit_hook),
+        ):
+            try:
+                attempt()
+            except NetworkBlockedError:
+                continue
+            problems.append(f"{what} let {_SELF_TEST_ADDRESS[0]} through")
+    finally:
+        log.disabled = was_disabled
+    return problems
+
+
+def _self_test_patch() -> None:
+    """Refuses only if the module functions are still our wrappers and they judge it refused."""
+    wrappers = (socket.create_connection, socket.getaddrinfo, socket.socket.connect)
+    if all(getattr(function, "__module__", "") == __name__ for function in wrappers):
+        _GUARD.check_host(_SELF_TEST_ADDRESS[0], "self-test", LAYER_PATCH)
+
+
+def _self_test_audit_hook() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sys.audit("socket.connect", sock, _SELF_TEST_ADDRESS)
 
 
 def register_http_client(client: Any) -> None:

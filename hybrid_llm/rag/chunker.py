@@ -13,12 +13,17 @@ while the merged size fits. Size is counted in non-whitespace characters, so ind
 not make Python look bigger than Go. One deliberate difference: by default two *definitions*
 (functions, methods, classes) are never merged with each other, only with the free code around
 them (imports, constants, fields, statements). A chunk then has one symbol to cite and one
-meaning to embed; `merge_definitions=True` restores the paper's behaviour (the retrieval
-benchmark compares both).
+meaning to embed; `merge_definitions=True` restores the paper's behaviour.
 
-The default budget of 1200 non-whitespace characters keeps header plus text close to MiniLM's
-256-token window (code averages about 4.5 non-whitespace characters per word-piece token here),
-so little of a chunk is truncated away from its embedding.
+The default budget is 1200 non-whitespace characters, about 500 MiniLM word-piece tokens
+(2.4 characters per token measured on click's source). MiniLM embeds only the first 256
+tokens, which hold the header, the signature and the start of the body; halving the budget
+measured no better on the retrieval benchmark (dense hit@5 0.68 vs 0.69 on click + jinja2),
+while the keyword index and the LLM's prompt see the whole chunk.
+
+The header (what the embedder reads before the text) is the path, the signatures of the
+enclosing definitions, and the chunk's symbol path in plain words ("group list commands"):
+the words raised dense hit@5 from 0.69 to 0.73 on click + jinja2.
 
 Comments are not split points: a comment attaches to the code that follows it, which is
 usually what it documents. Files without a grammar, and files whose parse is mostly errors,

@@ -12,7 +12,9 @@ needs no score calibration between the two, only ranks: score = sum of weight / 
 The query is embedded once per call and the embedder is the index's, loaded once per process.
 Chunks from the same file that overlap or touch are merged into one span (a function split in
 two reads as one citation), and at most `rag.max_chunks_per_file` spans per file are returned
-so one large file cannot crowd out the rest of the codebase.
+so one large file cannot crowd out the rest of the codebase. A query that spells out an
+identifier (`parseHttpResponse`, `Config.load`) gives the chunk defining it one extra
+first-place keyword vote. A weight of 0 switches a search off (keyword-only, dense-only).
 """
 
 from __future__ import annotations

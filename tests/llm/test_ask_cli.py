@@ -1,4 +1,5 @@
-"""`hybrid-llm ask` through the real command line entry point, with the tiny Qwen2 as the model."""
+"""`hybrid-llm ask` through the real command line entry point: the tiny Qwen2 (built locally) for
+the output shapes and errors, the real default model end to end on a small repository."""
 
 from __future__ import annotations
 

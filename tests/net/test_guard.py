@@ -313,3 +313,19 @@ def test_onnxruntime_sends_no_telemetry(listener: CountingListener) -> None:
     after = listener.counts()
     assert after[control] != before[control], "positive control: onnxruntime sent no telemetry"
     assert after[guarded] == before[guarded], after[guarded].payload[:200]
+
+
+def test_start_up_self_test_passes_on_an_intact_guard() -> None:
+    """network.verify_no_leaks: the installed guard refuses a non-loopback address (no I/O)."""
+    with guard.offline_mode(allow_loopback=True):
+        assert guard.self_test() == []
+
+
+def test_start_up_self_test_catches_a_replaced_socket_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If another library swaps socket functions after us, starting offline must fail loudly."""
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: None)
+    with pytest.raises(guard.NetworkBlockedError, match="self-test.*socket patch"):
+        guard.install_from_config(Config())
+    verify_off = Config.model_validate({"network": {"verify_no_leaks": False}})
+    guard.install_from_config(verify_off)
+    assert guard.is_offline()
