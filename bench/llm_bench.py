@@ -136,7 +136,7 @@ def bench_prefix_reuse(model: Path, threads: int) -> dict:
     }
 
 
-EDIT_SOURCE = (REPO_ROOT / "hybrid_llm" / "llm" / "prompt.py").read_text().split("def _newest_within")[0][-2400:]
+EDIT_SOURCE = (REPO_ROOT / "hybrid_llm" / "llm" / "prompt.py").read_text().split("def _citations")[0][-1500:]
 
 
 def bench_prompt_lookup(model: Path, threads: int, runs: int) -> dict:
@@ -145,7 +145,7 @@ def bench_prompt_lookup(model: Path, threads: int, runs: int) -> dict:
         {"role": "user", "content": "Rename the parameter `request` to `task` everywhere in this code and "
                                     f"print the whole edited code:\n\n```python\n{EDIT_SOURCE}\n```"},
     ]
-    settings = {**SETTINGS, "max_tokens": 160}
+    settings = {**SETTINGS, "max_tokens": 128}
     results = {}
     for lookup in (False, True):
         process = psutil.Process()

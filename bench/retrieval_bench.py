@@ -47,7 +47,8 @@ from hybrid_llm.rag.retriever import HybridRetriever  # noqa: E402
 
 PACKAGES = ("click", "jinja2", "pygments")
 PADDING_PACKAGES = ("rich", "pip")  # only to bring the latency index to 10,000 chunks
-LATENCY_CHUNKS = 10_000
+# The latency index must hold >= 10,000 chunks; counting before indexing runs ~1% high.
+PADDING_TARGET = 10_400
 MODEL_KEY = "all-MiniLM-L6-v2 onnx int8"  # cached vectors are only valid for this embedder
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "hybrid-llm-retrieval-bench" / "embeddings.npz"
 MODES = {"keyword": (0.0, 1.0), "dense": (1.0, 0.0), "hybrid": None}  # (dense, keyword) weights
@@ -380,7 +381,7 @@ def _latency(work: Path, packages: list[str], embedder, config: Config, chunkers
     router = PrefixRouter({**chunkers, "padding": chunkers["tree-sitter"]})
     chunks = sum(_chunk_count(router, path, repo) for path in repo.rglob("*.py"))
     for path, rel_path in _padding_files():
-        if chunks >= LATENCY_CHUNKS:
+        if chunks >= PADDING_TARGET:
             break
         target = repo / "padding" / rel_path
         target.parent.mkdir(parents=True, exist_ok=True)

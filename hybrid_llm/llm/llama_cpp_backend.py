@@ -30,8 +30,9 @@ from hybrid_llm.llm.engine_info import active_engine
 from hybrid_llm.llm.openai_backend import OpenAICompatibleBackend
 
 GGUF_MAGIC = b"GGUF"
-# Measured by bench/llm_bench.py (see the issue note): prompt-lookup drafting needs logits
-# for every prompt token, which slows prefill and costs memory more than it saves in decode.
+# Off (bench/llm_bench.py, issue note): prompt-lookup drafting needs the logits of every
+# position, an n_ctx x vocabulary float buffer (2.5 GB for Qwen2.5 at 4096) filled during
+# prefill, which costs more memory and prefill time than it saves in decode on 2 cores.
 PROMPT_LOOKUP_DEFAULT = False
 PROMPT_LOOKUP_TOKENS = 10
 
@@ -74,6 +75,9 @@ class LlamaCppBackend:
                 n_threads=threads,
                 n_threads_batch=threads,
                 draft_model=draft,
+                # Drafting verifies several tokens per step, so it needs the logits of every
+                # position; llama-cpp-python sizes its buffer by this flag, not by the draft model.
+                logits_all=prompt_lookup,
                 lora_path=str(lora_path) if lora_path else None,
                 verbose=False,
             )

@@ -81,9 +81,9 @@ class PendingChunk:
     embed_text: str
 
 
-def embed_text(chunk: Chunk) -> str:
+def embed_text(header: str, text: str) -> str:
     """What the embedder sees for a chunk: the same string `Chunk.content_hash` covers."""
-    return f"{chunk.header}\n{chunk.text}"
+    return f"{header}\n{text}"
 
 
 def _batches(items: list, size: int = _BATCH) -> Iterator[list]:
@@ -229,7 +229,7 @@ class Catalog:
             " ORDER BY rowid LIMIT ?",
             (limit,),
         )
-        return [PendingChunk(cid, chash, f"{header}\n{text}") for cid, chash, header, text in rows]
+        return [PendingChunk(cid, chash, embed_text(head, text)) for cid, chash, head, text in rows]
 
     def pending_count(self) -> int:
         query = "SELECT count(*) FROM chunks WHERE embedded = 0"
@@ -287,9 +287,6 @@ class Catalog:
         self.connection.execute("DELETE FROM embeddings")
 
     # -- counts --------------------------------------------------------------------------------
-
-    def file_count(self) -> int:
-        return self.connection.execute("SELECT count(*) FROM files").fetchone()[0]
 
     def chunk_count(self) -> int:
         return self.connection.execute("SELECT count(*) FROM chunks").fetchone()[0]

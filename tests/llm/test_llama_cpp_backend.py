@@ -37,6 +37,15 @@ def test_streams_piece_by_piece_quietly(tiny_gguf: Path, tiny_tokenizer, capfd):
     assert backend.count_tokens(text) == len(tiny_tokenizer.encode(text, add_special_tokens=False))
 
 
+def test_prompt_lookup_decoding_runs_on_prompts_longer_than_a_batch(tiny_gguf: Path):
+    """llama-cpp-python sizes its logits buffer by `logits_all`, which drafting needs."""
+    backend = LlamaCppBackend(tiny_gguf, n_ctx=2048, threads=1, prompt_lookup=True)
+    code = "\n".join(f"value_{i} = compute({i})" for i in range(150))
+    assert backend.count_tokens(code) > 512
+    pieces = list(backend.stream([{"role": "user", "content": code}], max_tokens=16, **GREEDY))
+    assert pieces
+
+
 def test_threads_setting_is_passed_on(tiny_gguf: Path):
     config = Config.model_validate({"model": {"path": str(tiny_gguf), "n_ctx": 512, "threads": 1}})
     assert create_backend(config).threads == 1

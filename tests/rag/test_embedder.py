@@ -14,12 +14,14 @@ from hybrid_llm.rag.embedder import (
 )
 
 CODE_TEXTS = [
-    "net/http.py\ndef parse_http_response(raw: bytes) -> Response:\n    head, body = raw.split(b'\\r\\n\\r\\n', 1)\n    return Response(head, body)",
+    "net/http.py\ndef parse_http_response(raw: bytes) -> Response:\n"
+    "    head, body = raw.split(b'\\r\\n\\r\\n', 1)\n    return Response(head, body)",
     "db/store.py\nclass Store:\n    def save(self, row):\n        self.rows.append(row)",
-    "ui/prompt.js\nexport function promptUser(question) {\n  return readline.question(question);\n}",
+    "ui/prompt.js\nexport function promptUser(question) {\n"
+    "  return readline.question(question);\n}",
     "README.md\n# Install\nRun ./install.sh and then hybrid-llm index .",
     "x",
-    "long.py\n" + "\n".join(f"value_{i} = compute_value({i}) * factor + offset" for i in range(120)),
+    "long.py\n" + "\n".join(f"value_{i} = compute_value({i}) * factor" for i in range(120)),
 ]
 
 

@@ -273,6 +273,19 @@ def test_rebuild_and_status(repo):
         assert _assert_stores_agree(index) == _expected_ids(repo)
 
 
+def test_chroma_server_mode_keeps_vectors_on_the_server(repo, chroma_server):
+    config = Config()
+    config.rag.chroma_url = chroma_server
+    with CodeIndex.open(repo, config) as index:
+        summary = index.update()
+        assert summary.chunks == 6 and summary.chunks_pending == 0
+        assert _assert_stores_agree(index) == _expected_ids(repo)
+        query = index.embedder.embed_query("Compute beta_two")
+        best = index.dense_search(query, 1)[0][0]
+        assert index.get_chunks([best])[best].symbol == "beta_two"
+        assert not (index.location / "chroma").exists()  # nothing stored locally
+
+
 def test_open_refuses_a_missing_directory(tmp_path):
     with pytest.raises(UserError, match="not a directory"):
         CodeIndex.open(tmp_path / "missing", Config())

@@ -33,8 +33,8 @@ def test_query_terms_drop_question_words_but_not_everything():
 CHUNKS = [
     Chunk("net/http.py", "python", 1, 3, "def parseHttpResponse(raw):\n    return raw.split()\n",
           "parseHttpResponse", "net/http.py"),
-    Chunk("ui/prompt.py", "python", 1, 2, "def prompt_user(question):\n    return input(question)\n",
-          "prompt_user", "ui/prompt.py"),
+    Chunk("ui/prompt.py", "python", 1, 2,
+          "def prompt_user(question):\n    return input(question)\n", "prompt_user", "ui/prompt.py"),
     Chunk("db/store.py", "python", 1, 2, "class Store:\n    def save(self, row): ...\n", "Store",
           "db/store.py"),
 ]
