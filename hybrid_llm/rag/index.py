@@ -159,7 +159,7 @@ class CodeIndex:
             raise UserError(f"{repo}: not a directory (give the root of a codebase to index)")
         location = index_location(repo, config)
         location.mkdir(parents=True, exist_ok=True)
-        index = cls(
+        return cls(
             repo.resolve(),
             location,
             config,
@@ -167,9 +167,6 @@ class CodeIndex:
             chunker=chunker,
             lock_timeout=lock_timeout,
         )
-        if index._catalog.get_meta("repo") is None:
-            index._catalog.set_meta("repo", str(index.repo))
-        return index
 
     @staticmethod
     def exists(repo: Path, config: Config) -> bool:
@@ -251,6 +248,7 @@ class CodeIndex:
         interrupted_before = self._catalog.get_meta("update_in_progress") is not None
         with self._catalog.transaction():
             self._catalog.set_meta("update_in_progress", str(os.getpid()))
+            self._catalog.set_meta("repo", str(self.repo))  # says whose index this folder is
         report("scanning", 0, 0)
         discovery = self._discover()
         summary.files_skipped.update(discovery.skipped)
@@ -379,7 +377,6 @@ class CodeIndex:
             self._catalog.clear()
             self._keywords.clear()
             self._catalog.set_meta("schema", SCHEMA_VERSION)
-            self._catalog.set_meta("repo", str(self.repo))
             # Forces a vector reset on the next vector pass even if the store is not open now.
             self._catalog.set_meta("embedder", None)
 

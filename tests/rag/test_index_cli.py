@@ -66,21 +66,30 @@ def test_path_defaults_to_the_configured_codebase(repo, tmp_path):
     assert json.loads(result.stdout)["files_indexed"] == 2
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_keeps_finished_files(repo):
-    for number in range(400):
+    for number in range(1500):  # enough chunks for embedding to outlast a 2 s progress line
         (repo / "src" / f"gen{number}.py").write_text(f"def generated_{number}():\n    return 1\n")
     process = subprocess.Popen(_command(str(repo)), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
-        if line.startswith("embedding") and "ETA" in line:  # in the middle of embedding
+        done, total = _counts(line) if line.startswith("embedding") else (0, 0)
+        if 0 < done < total:  # in the middle of embedding
             process.send_signal(signal.SIGINT)
             break
     stdout, _ = process.communicate(timeout=120)
     assert process.returncode == 130
     assert "interrupted: files finished so far are kept" in stdout
+    assert "waiting for vectors" in stdout
 
     resumed = json.loads(_run(str(repo), "--json").stdout)
-    assert resumed["files_unchanged"] == 402 and resumed["files_indexed"] == 0
+    assert resumed["files_unchanged"] == 1502 and resumed["files_indexed"] == 0
+
+
+def _counts(progress_line: str) -> tuple[int, int]:
+    """(done, total) from a progress line such as `embedding [###---] 256/1500 chunks ...`."""
+    done, total = progress_line.split("]", 1)[1].split()[0].split("/")
+    return int(done), int(total)
 
 
 def test_missing_path_is_a_one_line_error(tmp_path):
