@@ -33,3 +33,13 @@ def test_gitignore_keeps_large_and_local_files_out() -> None:
     ignored = (REPO_ROOT / ".gitignore").read_text().splitlines()
     for pattern in (".venv/", "*.gguf", "__pycache__/", "models/*"):
         assert pattern in ignored
+
+
+def test_readme_documents_every_repl_command() -> None:
+    from hybrid_llm.repl.commands import Commands
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    names = [name.removeprefix("cmd_") for name in dir(Commands) if name.startswith("cmd_")]
+    assert len(names) >= 12
+    missing = [name for name in names if f"`/{name}" not in readme]
+    assert missing == []
