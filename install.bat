@@ -21,6 +21,8 @@ if not exist "%VENV%\Scripts\python.exe" (
     %PYTHON% -m venv "%VENV%" || exit /b 1
 )
 set "PIP="%VENV%\Scripts\python.exe" -m pip --disable-pip-version-check"
+rem pip 23.x's resolver crashes on this dependency set (lxml[html-clean] via two paths).
+%PIP% install --quiet --upgrade "pip>=24.2" || exit /b 1
 call :done_step
 
 rem torch first and pinned: an unpinned torch pulls gigabytes of CUDA packages.

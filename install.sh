@@ -22,6 +22,8 @@ step "Python virtual environment in $VENV (using $("$PYTHON" --version 2>&1))"
     echo "error: Python 3.11 or newer is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+# pip 23.x's resolver crashes on this dependency set (lxml[html-clean] via two paths).
+"${PIP[@]}" install --quiet --upgrade "pip>=24.2"
 done_step
 
 # torch first and pinned: an unpinned torch pulls gigabytes of CUDA packages.
