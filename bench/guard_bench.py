@@ -13,28 +13,18 @@ from __future__ import annotations
 
 import argparse
 import socket
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hybrid_llm.net import guard  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 HEAVY_IMPORT = "import chromadb, transformers"
 GUARD_FIRST = "from hybrid_llm.net import guard; guard.enable(allow_loopback=True); "
-
-
-def median_seconds(action: Callable[[], object], repeat: int) -> float:
-    timings = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - start)
-    return statistics.median(timings)
 
 
 def python(code: str) -> Callable[[], object]:

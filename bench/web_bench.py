@@ -12,12 +12,10 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,17 +26,9 @@ sys.path.insert(0, str(ROOT))
 from hybrid_llm.config import WebSettings  # noqa: E402
 from hybrid_llm.net.extract import _with_trafilatura, extract_page  # noqa: E402
 from hybrid_llm.net.fetch import PageFetcher  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 PAGES = sorted((ROOT / "tests" / "net" / "pages").glob("*.html"))
-
-
-def median_seconds(action: Callable[[], object], repeat: int) -> float:
-    timings = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - start)
-    return statistics.median(timings)
 
 
 def serve(latency: float) -> ThreadingHTTPServer:

@@ -184,7 +184,7 @@ class ModelPuller:
         """Hugging Face download in a child process: HF_HUB_OFFLINE is fixed at import time,
         and this process runs with it set so that no local load can reach the hub."""
         script = (
-            "import sys, shutil\n"
+            "import sys\n"
             "from huggingface_hub import hf_hub_download\n"
             "path = hf_hub_download(sys.argv[1], sys.argv[2], local_dir=sys.argv[3])\n"
             "print(path)\n"
