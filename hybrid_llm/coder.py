@@ -139,6 +139,7 @@ class Coder:
             backend.count_tokens,
             context_length=backend.context_length,
             max_tokens=generation.max_tokens,
+            code_tokens=self.config.rag.context_tokens,
         ).build(request, chunks=chunks, passages=web_passages, history=self._history)
         text, first_token_at, stream_start = self._generate(backend, built, on_token)
         end = time.perf_counter()

@@ -57,6 +57,9 @@ class RagSettings(_Section):
     enabled: bool = True
     codebase_path: str = "."
     max_results: int = Field(8, ge=1, le=100)
+    # Prompt tokens that retrieved code may fill. On 2 CPU cores every 1,000 prompt tokens
+    # cost ~25 s before the first answer token (bench/llm_bench.py); raise it on a GPU server.
+    context_tokens: int = Field(1000, ge=0)
     file_extensions: list[str] = Field(default_factory=list)
     index_dir: str | None = None
     chroma_url: str | None = None

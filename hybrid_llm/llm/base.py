@@ -34,7 +34,8 @@ class Backend(Protocol):
 
     `stream` runs on one thread at a time; `cancel` may be called from any other thread and
     makes the running `stream` stop soon after (it then simply ends), leaving the backend
-    usable for the next call.
+    usable for the next call. A backend may also offer `warm(system_prompt)`, which the
+    provider calls once after loading to pre-process the prompt every request starts with.
     """
 
     name: str

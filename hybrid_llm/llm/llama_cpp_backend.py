@@ -12,6 +12,7 @@ Three properties matter on a 2-core laptop and are measured by bench/llm_bench.p
 - cancellation within 200 ms: the flag is checked between tokens, and llama.cpp's abort
   callback reads it between graph nodes, which stops a long prompt (seconds) or a token that a
   busy CPU makes slow;
+- the system prompt is processed right after loading (`warm`), before the first request;
 - prompt-lookup decoding is available but off by default (see PROMPT_LOOKUP_DEFAULT).
 """
 
@@ -126,6 +127,17 @@ class LlamaCppBackend:
                 raise
         finally:
             chunks.close()
+
+    def warm(self, system_prompt: str) -> None:
+        """Process the system prompt now, while the user is still typing.
+
+        llama-cpp-python keeps the KV cache of the last prompt and evaluates only what follows
+        the longest common prefix, so after a one-token answer to [system prompt, empty user
+        turn] the first real request pays only for its own tokens (~130 fewer, ~3 s on 2 cores).
+        """
+        warm_up = [{"role": "system", "content": system_prompt}, {"role": "user", "content": ""}]
+        for _ in self.stream(warm_up, max_tokens=1, temperature=0.0, top_p=1.0, top_k=1):
+            pass
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))

@@ -5,6 +5,8 @@ The budget is `context_length - max_tokens - reserve`. The request and system pr
 (else a UserError says by how much); earlier turns may use up to half of what is left, newest
 first; code and web context fill the rest in rank order, and the first item that does not fit
 ends the list, so the lowest-ranked are dropped first; leftover room then keeps older turns.
+Retrieved code is also capped at `code_tokens` (config `rag.context_tokens`): on a CPU every
+prompt token delays the answer, and the best-ranked few chunks carry most of the value.
 
 Earlier turns are replayed exactly as they were sent, so the prompt of turn N is a prefix of
 the prompt of turn N+1 and llama.cpp does not re-process it. A chunk already shown in a kept
@@ -70,8 +72,10 @@ class PromptBuilder:
         max_tokens: int,
         reserve: int = DEFAULT_RESERVE_TOKENS,
         system_prompt: str = SYSTEM_PROMPT,
+        code_tokens: int | None = None,
     ) -> None:
         self._count = count_tokens
+        self.code_tokens = code_tokens
         self.budget = context_length - max_tokens - reserve
         self.system_prompt = system_prompt
         if self.budget <= 0:
@@ -118,7 +122,8 @@ class PromptBuilder:
         """Web passages first (the user asked for them), then chunks; within each list the
         first item that does not fit ends it, so only the lowest-ranked are left out."""
         chosen_passages, used = self._take(passages, format_passage, room)
-        chosen_chunks, used_by_chunks = self._take(chunks, format_chunk, room - used)
+        code_room = room - used if self.code_tokens is None else min(room - used, self.code_tokens)
+        chosen_chunks, used_by_chunks = self._take(chunks, format_chunk, code_room)
         return chosen_passages, chosen_chunks, used + used_by_chunks
 
     def _take(self, items: list, render: Callable, room: int) -> tuple[list, int]:

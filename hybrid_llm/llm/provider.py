@@ -1,7 +1,9 @@
 """Loading the model off the critical path.
 
 Loading a GGUF model takes seconds (more on a cold disk cache), so the REPL starts loading in
-a background thread and shows its prompt at once; the first request waits for the load.
+a background thread and shows its prompt at once; the first request waits for the load. A
+backend that can `warm(system_prompt)` (llama.cpp: process it into the KV cache) does so in the
+same thread, so the first request starts from a cache that already holds the system prompt.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable
 from hybrid_llm.config import Config
 from hybrid_llm.errors import UserError
 from hybrid_llm.llm.base import Backend, create_backend
+from hybrid_llm.llm.prompt import SYSTEM_PROMPT
 
 
 class BackendProvider:
@@ -84,7 +87,11 @@ class BackendProvider:
 
     def _load(self) -> None:
         try:
-            self._backend = self._factory(self._config)
+            backend = self._factory(self._config)
+            warm = getattr(backend, "warm", None)
+            if warm is not None:
+                warm(SYSTEM_PROMPT)
+            self._backend = backend
         except BaseException as exc:  # noqa: BLE001 - handed to the thread that calls get()
             self._error = exc
         finally:

@@ -117,3 +117,24 @@ def test_second_turn_reuses_the_conversation_prefix(real_backend: LlamaCppBacken
     second_ttft, _ = time_to_first_token(second_turn)
 
     assert second_ttft * 3 <= first_ttft, f"first {first_ttft:.2f} s, second {second_ttft:.2f} s"
+
+
+@pytest.mark.slow
+def test_warm_processes_the_system_prompt_before_the_first_request(real_backend: LlamaCppBackend):
+    """After `warm`, the first request pays only for its own tokens, and answers the same."""
+    request = [{"role": "system", "content": SYSTEM_PROMPT},
+               {"role": "user", "content": "Name one sorting algorithm."}]
+
+    def first_token_after(prepare) -> tuple[float, str]:
+        real_backend._llama.reset()
+        prepare()
+        started = time.perf_counter()
+        stream = real_backend.stream(request, max_tokens=8, **GREEDY)
+        first = next(stream)
+        return time.perf_counter() - started, first + "".join(stream)
+
+    cold_ttft, cold_answer = first_token_after(lambda: None)
+    warm_ttft, warm_answer = first_token_after(lambda: real_backend.warm(SYSTEM_PROMPT))
+
+    assert warm_answer == cold_answer
+    assert warm_ttft * 3 <= cold_ttft, f"cold {cold_ttft:.2f} s, warm {warm_ttft:.2f} s"

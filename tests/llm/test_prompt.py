@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from hybrid_llm.errors import UserError
-from hybrid_llm.llm.prompt import SYSTEM_PROMPT, PromptBuilder, Turn
+from hybrid_llm.llm.prompt import SYSTEM_PROMPT, PromptBuilder, Turn, format_chunk
 from hybrid_llm.net.passage import WebPassage
 from hybrid_llm.rag.chunk import Chunk, RetrievedChunk
 
@@ -108,3 +108,17 @@ def test_request_that_cannot_fit_is_a_one_line_error(count):
 def test_max_tokens_that_leaves_no_room_is_refused(count):
     with pytest.raises(UserError, match="max_tokens"):
         PromptBuilder(count, context_length=1024, max_tokens=1024)
+
+
+def test_retrieved_code_is_capped_at_code_tokens_keeping_the_best_ranked(count):
+    chunks = [make_chunk(i, lines=20) for i in range(10)]
+    uncapped = PromptBuilder(count, context_length=8192, max_tokens=512).build("refactor", chunks=chunks)
+    cap = int(3.5 * count(format_chunk(chunks[0])))
+    capped = PromptBuilder(count, context_length=8192, max_tokens=512, code_tokens=cap).build(
+        "refactor", chunks=chunks)
+
+    assert len(uncapped.chunks) == 10
+    assert 0 < len(capped.chunks) < 10
+    assert capped.chunks == chunks[: len(capped.chunks)], "the lowest-ranked go first"
+    assert sum(count(format_chunk(c)) for c in capped.chunks) <= cap
+    assert capped.dropped["chunks"] == 10 - len(capped.chunks)

@@ -11,6 +11,7 @@ import pytest
 from hybrid_llm.config import Config
 from hybrid_llm.errors import UserError
 from hybrid_llm.llm.models import ModelRegistry
+from hybrid_llm.llm.prompt import SYSTEM_PROMPT
 from hybrid_llm.llm.provider import BackendProvider
 
 
@@ -58,3 +59,15 @@ def test_switch_loads_the_named_model(tiny_gguf: Path, tiny_model_dir: Path):
     assert second is not first
     assert second.name == "llama.cpp:tiny-qwen2"
     assert first.model is None, "the old backend was closed"
+
+
+def test_a_loaded_llama_model_already_holds_the_system_prompt(tiny_gguf: Path):
+    """The loader thread warms the cache: the first request starts after the system prompt."""
+    provider = BackendProvider(Config.model_validate({"model": {"path": str(tiny_gguf), "n_ctx": 512}}))
+
+    backend = provider.get(timeout=120)
+
+    system_tokens = backend.count_tokens(SYSTEM_PROMPT)
+    assert backend._llama.n_tokens > system_tokens
+    cached = backend._llama.detokenize(list(backend._llama._input_ids[: backend._llama.n_tokens]))
+    assert SYSTEM_PROMPT.encode() in cached
