@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Protocol
@@ -133,6 +134,7 @@ class HybridRetriever:
     def __init__(self, index: SearchIndex, config: Config):
         self.index = index
         self.settings = config.rag
+        self._keyword_worker: ThreadPoolExecutor | None = None
 
     def retrieve(
         self, query: str, k: int = 8, *, language: str | None = None,
@@ -142,15 +144,10 @@ class HybridRetriever:
         if not query.strip() or k < 1:
             return []
         weights = {"dense": self.settings.dense_weight, "keyword": self.settings.keyword_weight}
-        # A weight of 0 turns a search off (dense-only / keyword-only retrieval).
-        embedding = self.index.embedder.embed_query(query) if weights["dense"] > 0 else None
+        embedding = None
         pool = max(k, _MIN_POOL) * (_DEEPER if language or path_glob else 1)
         while True:
-            rankings = {}
-            if embedding is not None:
-                rankings["dense"] = [item for item, _ in self.index.dense_search(embedding, pool)]
-            if weights["keyword"] > 0:
-                rankings["keyword"] = [item for item, _ in self.index.keyword_search(query, pool)]
+            rankings, embedding = self._search(query, pool, weights, embedding)
             fused = reciprocal_rank_fusion(rankings, weights, self.settings.rrf_k)
             chunks = self.index.get_chunks([item for item, _, _ in fused])
             fused = self._promote_named(query, fused, chunks)
@@ -164,6 +161,32 @@ class HybridRetriever:
                            tuple(name for name in rankings if name in span.sources))
             for span in spans
         ]
+
+    def _search(self, query: str, pool: int, weights: dict[str, float],
+                embedding: np.ndarray | None) -> tuple[dict[str, list[str]], np.ndarray | None]:
+        """Best-first ids from each search whose weight is not 0 (0 switches one off), and the
+        query's embedding (computed on the first call only, so it is embedded once).
+
+        The keyword search runs on a worker thread while this one embeds the query and
+        searches the vectors: SQLite, ONNX Runtime and hnswlib all release the GIL, so a query
+        costs about the slower search instead of the sum of both.
+        """
+        keyword = None
+        if weights["keyword"] > 0:
+            keyword = self._worker().submit(self.index.keyword_search, query, pool)
+        rankings = {}
+        if weights["dense"] > 0:
+            if embedding is None:
+                embedding = self.index.embedder.embed_query(query)
+            rankings["dense"] = [item for item, _ in self.index.dense_search(embedding, pool)]
+        if keyword is not None:
+            rankings["keyword"] = [item for item, _ in keyword.result()]
+        return rankings, embedding
+
+    def _worker(self) -> ThreadPoolExecutor:
+        if self._keyword_worker is None:
+            self._keyword_worker = ThreadPoolExecutor(1, thread_name_prefix="keyword-search")
+        return self._keyword_worker
 
     def _promote_named(self, query: str, fused: list[tuple[str, float, tuple[str, ...]]],
                        chunks: dict[str, Chunk]) -> list[tuple[str, float, tuple[str, ...]]]:
