@@ -227,12 +227,18 @@ def _is_hit(result: Chunk, query: Query) -> bool:
     return overlap >= answer_lines / 2 or overlap >= result_lines / 2
 
 
-def evaluate(index, queries: list[Query], mode: str, config: Config) -> dict[str, float]:
+def retriever_for(index, mode: str, config: Config) -> HybridRetriever:
+    """A retriever searching as `mode` says: one search alone (its weight 1, the other's 0)
+    or both with the configured weights ("hybrid")."""
     weights = MODES[mode]
     if weights is not None:
         config = config.model_copy(deep=True)
         config.rag.dense_weight, config.rag.keyword_weight = weights
-    retriever = HybridRetriever(index, config)
+    return HybridRetriever(index, config)
+
+
+def evaluate(index, queries: list[Query], mode: str, config: Config) -> dict[str, float]:
+    retriever = retriever_for(index, mode, config)
     hit1 = hit5 = reciprocal = 0.0
     for query in queries:
         results = retriever.retrieve(query.text, k=K)
@@ -245,11 +251,7 @@ def evaluate(index, queries: list[Query], mode: str, config: Config) -> dict[str
 
 
 def measure_latency(index, queries: list[Query], config: Config, mode: str = "hybrid") -> dict[str, float]:
-    weights = MODES[mode]
-    if weights is not None:
-        config = config.model_copy(deep=True)
-        config.rag.dense_weight, config.rag.keyword_weight = weights
-    retriever = HybridRetriever(index, config)
+    retriever = retriever_for(index, mode, config)
     for query in queries[:10]:  # warm: caches, first-call allocations
         retriever.retrieve(query.text, k=K)
     timings = []
