@@ -64,10 +64,13 @@ class RagSettings(_Section):
     index_dir: str | None = None
     chroma_url: str | None = None
     max_file_bytes: int = Field(1_000_000, ge=1)
-    max_chunks_per_file: int = Field(3, ge=1)
+    max_chunks_per_file: int = Field(5, ge=1)
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(1.0, ge=0)
     keyword_weight: float = Field(1.0, ge=0)
+    # Fused score multiplier for chunks that do not start a definition (imports, data tables,
+    # the rest of a long function); 1 ranks them like definitions. See retriever.py.
+    non_definition_factor: float = Field(0.8, gt=0, le=1)
 
 
 class GenerationSettings(_Section):

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     end_line INTEGER NOT NULL,
     symbol TEXT,
     header TEXT NOT NULL,
+    defines INTEGER NOT NULL DEFAULT 0,
     text TEXT NOT NULL,
     content_hash TEXT NOT NULL,
     embedded INTEGER NOT NULL DEFAULT 0
@@ -86,6 +87,14 @@ def embed_text(header: str, text: str) -> str:
     return f"{header}\n{text}"
 
 
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Give a catalog written by an older version the columns added since, so it can be read
+    at once; the index notices the old schema version and rebuilds its rows on the next update."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(chunks)")}
+    if "defines" not in columns:
+        connection.execute("ALTER TABLE chunks ADD COLUMN defines INTEGER NOT NULL DEFAULT 0")
+
+
 def _batches(items: list, size: int = _BATCH) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -107,6 +116,7 @@ class Catalog:
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("PRAGMA busy_timeout=30000")
         connection.executescript(_SCHEMA)
+        _add_missing_columns(connection)
         return cls(connection)
 
     def close(self) -> None:
@@ -186,8 +196,8 @@ class Catalog:
 
     def _insert_chunk(self, chunk: Chunk) -> int:
         cursor = self.connection.execute(
-            "INSERT INTO chunks (id, path, language, start_line, end_line, symbol, header, text,"
-            " content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO chunks (id, path, language, start_line, end_line, symbol, header,"
+            " defines, text, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 chunk.id,
                 chunk.path,
@@ -196,6 +206,7 @@ class Catalog:
                 chunk.end_line,
                 chunk.symbol,
                 chunk.header,
+                chunk.defines,
                 chunk.text,
                 chunk.content_hash,
             ),
@@ -209,12 +220,12 @@ class Catalog:
         for batch in _batches(list(dict.fromkeys(ids))):
             marks = ",".join("?" * len(batch))
             rows = self.connection.execute(
-                "SELECT id, path, language, start_line, end_line, text, symbol, header"
+                "SELECT id, path, language, start_line, end_line, text, symbol, header, defines"
                 f" FROM chunks WHERE id IN ({marks})",
                 batch,
             )
-            for chunk_id, *fields in rows:
-                found[chunk_id] = Chunk(*fields)
+            for chunk_id, *fields, defines in rows:
+                found[chunk_id] = Chunk(*fields, defines=bool(defines))
         return found
 
     def chunk_ids(self) -> set[str]:

@@ -13,6 +13,10 @@ class Chunk:
     `path` is relative to the codebase root with forward slashes, so ids are stable across
     machines; lines are 1-based and inclusive. `header` is what the embedder sees before the
     text (path and enclosing signatures), because a method body alone rarely says what it is.
+    `defines` is true when the chunk holds at least one whole definition (function, method,
+    class), false for free code (imports, constants, data tables, class attributes) and for the
+    pieces of a definition too long for one chunk: retrieval ranks definitions first at equal
+    evidence.
     """
 
     path: str
@@ -22,6 +26,7 @@ class Chunk:
     text: str
     symbol: str | None = None
     header: str = ""
+    defines: bool = False
 
     @property
     def content_hash(self) -> str:

@@ -68,6 +68,8 @@ _MAX_SIGNATURE_CHARS = 200
 _IDENTIFIER_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 # A parse whose top-level errors cover more than this share of lines is not trusted.
 _MAX_ERROR_SHARE = 0.3
+# Free code up to this share of the budget may join any definition (a few imports, a constant).
+_SMALL_FREE_CODE_SHARE = 1 / 8
 
 
 class _Scope(NamedTuple):
@@ -224,6 +226,7 @@ class CodeChunker:
             text="\n".join(source.lines[start:end + 1]),
             symbol=piece.symbol,
             header=header,
+            defines=piece.definitions > 0,
         )
 
     def _drop_secrets(self, chunks: list[Chunk], text: str) -> list[Chunk]:
@@ -317,7 +320,21 @@ class _Splitter:
             return False
         if self.merge_definitions:
             return True
-        return first.definitions + second.definitions <= 1 and _related(first.symbol, second.symbol)
+        if first.definitions + second.definitions > 1 or not _related(first.symbol, second.symbol):
+            return False
+        return self._free_code_fits(first, second)
+
+    def _free_code_fits(self, first: _Piece, second: _Piece) -> bool:
+        """Free code (imports, constants, the tail of a big table) joins a definition only
+        when it is no bigger than the definition, or small: a chunk named after a function
+        should read as that function. A three-line method after 25 lines of a lexer's token
+        table otherwise embeds as the table, since MiniLM reads only the first 256 tokens."""
+        if (first.definitions > 0) == (second.definitions > 0):
+            return True
+        free, definition = (second, first) if first.definitions else (first, second)
+        free_size = self.source.size(free.start, free.end)
+        return (free_size <= self.source.size(definition.start, definition.end)
+                or free_size <= self.budget * _SMALL_FREE_CODE_SHARE)
 
     @staticmethod
     def _combine(first: _Piece, second: _Piece) -> _Piece:

@@ -94,8 +94,11 @@ _PRIVATE_KEY = re.compile(
     re.DOTALL,
 )
 
-# A line this long is generated or minified code: useless to embed and to show.
+# A line this long is generated or minified code: useless to embed and to show...
 _MINIFIED_LINE_CHARS = 2000
+# ...and a file is skipped when such lines hold at least this share of its text. One long data
+# line in a hand-written module (a lexer's keyword list) does not make the module generated.
+_MINIFIED_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -310,6 +313,11 @@ def _decode(data: bytes) -> tuple[str, str] | None:
     return text, "cp1252"
 
 
+def _mostly_long_lines(text: str) -> bool:
+    long_chars = sum(len(line) for line in text.splitlines() if len(line) > _MINIFIED_LINE_CHARS)
+    return long_chars > 0 and long_chars >= _MINIFIED_SHARE * len(text)
+
+
 def read_source(file: SourceFile, *, max_file_bytes: int | None = None) -> SourceText:
     """Read and decode a discovered file; it may have changed since discovery, so recheck."""
     try:
@@ -327,6 +335,6 @@ def read_source(file: SourceFile, *, max_file_bytes: int | None = None) -> Sourc
     if decoded is None:
         return SourceText(skip_reason="undecodable")
     text, encoding = decoded
-    if any(len(line) > _MINIFIED_LINE_CHARS for line in text.splitlines()):
+    if _mostly_long_lines(text):
         return SourceText(skip_reason="minified")
     return SourceText(text=text, encoding=encoding)

@@ -41,7 +41,7 @@ from hybrid_llm.rag.writer_lock import writer_lock
 
 _log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: chunks.defines
 _CATALOG_FILE = "catalog.sqlite3"
 _EMBED_ROUND = 256
 _PROGRESS_INTERVAL = 0.1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 import pytest
 
@@ -79,11 +81,34 @@ def test_interrupted_transaction_leaves_previous_state(catalog):
 
 
 def test_get_chunks_round_trips_every_field(catalog):
-    chunk = Chunk("pkg/m.py", "python", 4, 6, "def f():\n    pass\n", "C.f", "# pkg/m.py\nclass C:")
+    chunk = Chunk("pkg/m.py", "python", 4, 6, "def f():\n    pass\n", "C.f", "# pkg/m.py\nclass C:",
+                  defines=True)
+    table = Chunk("pkg/m.py", "python", 8, 9, "X = {\n}", "C", "# pkg/m.py\nclass C:")
     with catalog.transaction():
-        catalog.put_file(_record("pkg/m.py"), [chunk])
+        catalog.put_file(_record("pkg/m.py"), [chunk, table])
 
-    assert catalog.get_chunks([chunk.id, "missing"]) == {chunk.id: chunk}
+    assert catalog.get_chunks([chunk.id, table.id, "missing"]) == {chunk.id: chunk, table.id: table}
+
+
+def test_a_catalog_from_before_the_defines_column_opens_and_reads(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE chunks (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL,"
+        " language TEXT NOT NULL, start_line INTEGER NOT NULL, end_line INTEGER NOT NULL,"
+        " symbol TEXT, header TEXT NOT NULL, text TEXT NOT NULL, content_hash TEXT NOT NULL,"
+        " embedded INTEGER NOT NULL DEFAULT 0);"
+        "INSERT INTO chunks (id, path, language, start_line, end_line, symbol, header, text,"
+        " content_hash) VALUES ('c1', 'a.py', 'python', 1, 2, 'f', 'a.py', 'def f():', 'h');"
+    )
+    old.commit()
+    old.close()
+
+    catalog = Catalog.open(path)
+    try:
+        assert catalog.get_chunks(["c1"])["c1"] == Chunk("a.py", "python", 1, 2, "def f():", "f", "a.py")
+    finally:
+        catalog.close()
 
 
 def test_embedding_cache_keeps_only_used_content(catalog):

@@ -107,6 +107,27 @@ def test_small_neighbours_merge_but_definitions_do_not_by_default() -> None:
     assert [(c.start_line, c.end_line) for c in merged] == [(1, 12)]
 
 
+def test_a_big_table_does_not_swallow_the_small_method_after_it() -> None:
+    """A lexer-style class: a token table, a two-line method, a longer method. The table and
+    the first method fit the budget together, but merged, the chunk named after the method
+    would embed as the table (MiniLM reads only its first 256 tokens)."""
+    rules = "".join(f"        'state{n}': [(r'[a-z]+{n}', Name.Builtin), (r'\\s+', Text)],\n"
+                    for n in range(18))
+    steps = "".join(f"        text = text.replace('{n}', 'step {n}')\n" for n in range(8))
+    text = (f"class RubyLexer(Lexer):\n    tokens = {{\n{rules}    }}\n\n"
+            "    def analyse_text(text):\n        return shebang_matches(text, r'ruby')\n\n"
+            f"    def normalise(self, text):\n{steps}        return text\n")
+
+    chunks = CodeChunker().chunk("lexers/ruby.py", text)
+
+    assert [(c.symbol, c.defines) for c in chunks] == [
+        ("RubyLexer", False), ("RubyLexer.analyse_text", True), ("RubyLexer.normalise", True)]
+    assert chunks[1].text.split("\n")[0].strip() == "def analyse_text(text):"
+    # a few lines of free code still join the definition next to them
+    small = CodeChunker().chunk("m.py", "import os\n\n\ndef cwd():\n    return os.getcwd()\n")
+    assert [(c.start_line, c.end_line, c.defines) for c in small] == [(1, 5, True)]
+
+
 def test_text_files_fall_back_to_line_windows() -> None:
     text = "".join(f"- item number {i} with some words\n" for i in range(200))
 

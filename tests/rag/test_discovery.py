@@ -118,6 +118,8 @@ def test_read_source_skips_binary_undecodable_and_decodes_cp1252(tmp_path: Path)
     noise = read_source(source("n.py", bytes(range(128, 256)) * 20))  # cp1252 cannot decode
     controls = read_source(source("c.py", b"\x01\x02\x03\xe9\xff ab" * 50))  # it can: not text
     minified = read_source(source("m.js", b"var a=1;" * 400))
+    keyword_list = b"KEYWORDS = [" + b"'word', " * 400 + b"]\n"  # one 3,200-character line
+    module = read_source(source("lexer.py", keyword_list + b"def lex(text):\n    return text\n" * 200))
 
     assert (utf8.text, utf8.skip_reason) == ("name = 'Zoë'\n", None)
     assert latin.text == "# café résumé\nx = 1\n" and latin.encoding == "cp1252"
@@ -125,6 +127,7 @@ def test_read_source_skips_binary_undecodable_and_decodes_cp1252(tmp_path: Path)
     assert noise.skip_reason == "undecodable"
     assert controls.skip_reason == "undecodable"
     assert minified.skip_reason == "minified"
+    assert module.skip_reason is None and "def lex" in module.text  # long data line, real module
     assert read_source(source("big.py", b"x = 1\n" * 100), max_file_bytes=50).skip_reason == "too_large"
 
 

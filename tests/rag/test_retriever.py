@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,24 @@ def test_a_spelled_out_identifier_promotes_its_definition() -> None:
     assert results[0].sources == ("keyword",)
     assert query_identifiers("Config.load_file and fooBar or plain words") == {"loadfile", "foobar"}
     assert query_identifiers("Returns the buffer contents.") == set()
+
+
+def test_definitions_outrank_free_code_found_as_well() -> None:
+    table = _chunk("lexers/ruby.py", 1, 40)  # a token table: no definition in it
+    method = replace(_chunk("lexers/ruby.py", 42, 43), defines=True)
+    other = replace(_chunk("lexers/lua.py", 1, 5), defines=True)
+    # the table is found first by both searches, the method second by both
+    index = _RankedIndex([table, method, other], dense=[table.id, method.id, other.id],
+                         keyword=[table.id, method.id])
+
+    preferred = HybridRetriever(index, Config()).retrieve("check for a ruby shebang", k=3)
+    config = Config()
+    config.rag.non_definition_factor = 1.0
+    plain = HybridRetriever(index, config).retrieve("check for a ruby shebang", k=3)
+
+    assert [r.chunk.start_line for r in preferred][:2] == [42, 1]
+    assert preferred[0].score > preferred[1].score
+    assert [r.chunk.start_line for r in plain][:2] == [1, 42]
 
 
 def test_path_glob_semantics() -> None:
