@@ -309,7 +309,11 @@ class Catalog:
         )
         return Counter(dict(rows.fetchall()))
 
-    def clear(self) -> None:
-        """Forget everything (a rebuild); the caller wipes the vector store too."""
-        for table in ("files", "chunks", "embeddings", "vector_deletes", "meta"):
+    def clear(self, *, keep_embeddings: bool = False) -> None:
+        """Forget everything (a rebuild). With `keep_embeddings` the vectors stay cached by
+        content, so a rebuild after an upgrade does not embed unchanged code again."""
+        tables = ["files", "chunks", "vector_deletes", "meta"]
+        if not keep_embeddings:
+            tables.append("embeddings")
+        for table in tables:
             self.connection.execute(f"DELETE FROM {table}")

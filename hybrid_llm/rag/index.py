@@ -211,6 +211,7 @@ class CodeIndex:
             unfinished = (
                 self._reader.get_meta("update_in_progress") is not None
                 or self._reader.pending_count() > 0
+                or self._reader.get_meta("schema") != SCHEMA_VERSION
             )
             chunks = self._reader.chunk_count()
         discovery = self._discover()
@@ -243,8 +244,10 @@ class CodeIndex:
         return summary
 
     def _update(self, summary: IndexSummary, report: _Reporter, rebuild: bool) -> None:
-        if rebuild or self._catalog.get_meta("schema") != SCHEMA_VERSION:
+        if rebuild:
             self._clear()
+        elif self._catalog.get_meta("schema") != SCHEMA_VERSION:
+            self._upgrade()
         interrupted_before = self._catalog.get_meta("update_in_progress") is not None
         with self._catalog.transaction():
             self._catalog.set_meta("update_in_progress", str(os.getpid()))
@@ -379,6 +382,19 @@ class CodeIndex:
             self._catalog.set_meta("schema", SCHEMA_VERSION)
             # Forces a vector reset on the next vector pass even if the store is not open now.
             self._catalog.set_meta("embedder", None)
+
+    def _upgrade(self) -> None:
+        """An index written by an older version: re-chunk every file (chunking or the stored
+        fields changed), but keep the vectors. They are cached by content and stay valid for
+        the same embedder; flagging the update as unfinished makes the vector pass reconcile,
+        which drops the vectors of chunks that no longer exist."""
+        embedder = self._catalog.get_meta("embedder")
+        with self._catalog.transaction():
+            self._catalog.clear(keep_embeddings=True)
+            self._keywords.clear()
+            self._catalog.set_meta("schema", SCHEMA_VERSION)
+            self._catalog.set_meta("embedder", embedder)
+            self._catalog.set_meta("update_in_progress", "upgrade")
 
     def _get_chunker(self):
         if self._chunker is None:

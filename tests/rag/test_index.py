@@ -273,6 +273,26 @@ def test_rebuild_and_status(repo):
         assert _assert_stores_agree(index) == _expected_ids(repo)
 
 
+def test_an_index_from_an_older_version_is_rechunked_without_embedding_again(repo):
+    embedder = RecordingEmbedder()
+    with CodeIndex.open(repo, Config(), embedder=embedder) as index:
+        index.update()
+        chunks = index._catalog.chunk_ids()
+        with index._catalog.transaction():
+            index._catalog.set_meta("schema", "0")  # as an older version left it
+            stale_id = "0" * 32  # a vector whose chunk the new version no longer makes
+            index._vector_store().upsert([stale_id], np.ones((1, 384), dtype=np.float32))
+        embedder.texts.clear()
+
+        assert index.status().stale
+        summary = index.update()
+
+        assert summary.files_indexed == 4  # every file chunked again
+        assert embedder.texts == []  # and no vector computed again
+        assert _assert_stores_agree(index) == chunks  # the stale vector is gone
+        assert not index.status().stale
+
+
 def test_chroma_server_mode_keeps_vectors_on_the_server(repo, chroma_server):
     config = Config()
     config.rag.chroma_url = chroma_server
