@@ -12,8 +12,10 @@ a bigger one is split into its children, recursively; then adjacent pieces are m
 while the merged size fits. Size is counted in non-whitespace characters, so indentation does
 not make Python look bigger than Go. One deliberate difference: by default two *definitions*
 (functions, methods, classes) are never merged with each other, only with the free code around
-them (imports, constants, fields, statements). A chunk then has one symbol to cite and one
-meaning to embed; `merge_definitions=True` restores the paper's behaviour.
+them (imports, constants, fields, statements), and free code joins a definition only when it is
+no bigger than the definition (or small). A chunk then has one symbol to cite and one meaning
+to embed, and `Chunk.defines` says whether it holds a whole definition; `merge_definitions=True`
+restores the paper's behaviour.
 
 The default budget is 1200 non-whitespace characters, about 500 MiniLM word-piece tokens
 (2.4 characters per token measured on click's source). MiniLM embeds only the first 256

@@ -14,7 +14,9 @@ Chunks from the same file that overlap or touch are merged into one span (a func
 two reads as one citation), and at most `rag.max_chunks_per_file` spans per file are returned
 so one large file cannot crowd out the rest of the codebase. A query that spells out an
 identifier (`parseHttpResponse`, `Config.load`) gives the chunk defining it one extra
-first-place keyword vote. A weight of 0 switches a search off (keyword-only, dense-only).
+first-place keyword vote, and chunks holding no whole definition (imports, data tables) score
+`rag.non_definition_factor` of what they would. A weight of 0 switches a search off
+(keyword-only, dense-only).
 """
 
 from __future__ import annotations
