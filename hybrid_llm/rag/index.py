@@ -244,10 +244,8 @@ class CodeIndex:
         return summary
 
     def _update(self, summary: IndexSummary, report: _Reporter, rebuild: bool) -> None:
-        if rebuild:
-            self._clear()
-        elif self._catalog.get_meta("schema") != SCHEMA_VERSION:
-            self._upgrade()
+        if rebuild or self._catalog.get_meta("schema") != SCHEMA_VERSION:
+            self._clear(keep_vectors=not rebuild)
         interrupted_before = self._catalog.get_meta("update_in_progress") is not None
         with self._catalog.transaction():
             self._catalog.set_meta("update_in_progress", str(os.getpid()))
@@ -375,26 +373,23 @@ class CodeIndex:
             self._catalog.clear_embeddings()
             self._catalog.set_meta("embedder", name)
 
-    def _clear(self) -> None:
-        with self._catalog.transaction():
-            self._catalog.clear()
-            self._keywords.clear()
-            self._catalog.set_meta("schema", SCHEMA_VERSION)
-            # Forces a vector reset on the next vector pass even if the store is not open now.
-            self._catalog.set_meta("embedder", None)
+    def _clear(self, *, keep_vectors: bool) -> None:
+        """Forget every file so that all are chunked again.
 
-    def _upgrade(self) -> None:
-        """An index written by an older version: re-chunk every file (chunking or the stored
-        fields changed), but keep the vectors. They are cached by content and stay valid for
-        the same embedder; flagging the update as unfinished makes the vector pass reconcile,
-        which drops the vectors of chunks that no longer exist."""
-        embedder = self._catalog.get_meta("embedder")
+        A rebuild also drops the vectors: an embedder of None forces a vector reset on the
+        next vector pass, even if the store is not open now. An index written by an older
+        version (`keep_vectors`) keeps them: they are cached by content and stay valid for the
+        same embedder, and flagging the update as unfinished makes the vector pass reconcile,
+        which drops the vectors of chunks that no longer exist.
+        """
+        embedder = self._catalog.get_meta("embedder") if keep_vectors else None
         with self._catalog.transaction():
-            self._catalog.clear(keep_embeddings=True)
+            self._catalog.clear(keep_embeddings=keep_vectors)
             self._keywords.clear()
             self._catalog.set_meta("schema", SCHEMA_VERSION)
             self._catalog.set_meta("embedder", embedder)
-            self._catalog.set_meta("update_in_progress", "upgrade")
+            if keep_vectors:
+                self._catalog.set_meta("update_in_progress", "upgrade")
 
     def _get_chunker(self):
         if self._chunker is None:
