@@ -68,8 +68,8 @@ class RagSettings(_Section):
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(1.0, ge=0)
     keyword_weight: float = Field(1.0, ge=0)
-    # Fused score multiplier for chunks that do not start a definition (imports, data tables,
-    # the rest of a long function); 1 ranks them like definitions. See retriever.py.
+    # Fused score multiplier for chunks holding no whole definition (imports, data tables, the
+    # pieces of a very long function); 1 ranks them like definitions. See retriever.py.
     non_definition_factor: float = Field(0.8, gt=0, le=1)
 
 
