@@ -7,10 +7,13 @@
    (KV cache kept) against the same follow-up prompt evaluated cold; ratio of TTFTs.
 3. Prompt-lookup decoding on an edit-style request (the answer repeats the code it was shown):
    decode tok/s, TTFT and RSS with and without `LlamaPromptLookupDecoding`.
-4. `hybrid-llm ask` with retrieval over a real repository (this one, indexed first), in a fresh
+4. Cancellation during prompt processing: for llama.cpp's default micro-batch (512 tokens, the
+   reference) and smaller ones, prefill tok/s and how long after `cancel()` the stream ends,
+   with the cancel sent at points spread over the processing of the prompt.
+5. `hybrid-llm ask` with retrieval over a real repository (this one, indexed first), in a fresh
    process: TTFT, total time for ~200 tokens, peak RSS of that process.
 
-Run when the machine is otherwise quiet (about 10 minutes on 2 cores):
+Run when the machine is otherwise quiet (about 20 minutes on 2 cores):
     nice .venv/bin/python bench/llm_bench.py [--threads 2] [--runs 3] [--json out.json]
 """
 
@@ -24,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,7 +36,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hybrid_llm.config import REPO_ROOT, Config  # noqa: E402
-from hybrid_llm.llm.llama_cpp_backend import LlamaCppBackend  # noqa: E402
+from hybrid_llm.llm.llama_cpp_backend import PREFILL_UBATCH, LlamaCppBackend  # noqa: E402
 from hybrid_llm.llm.models import resolve_model_path  # noqa: E402
 from hybrid_llm.llm.prompt import SYSTEM_PROMPT  # noqa: E402
 
@@ -168,6 +172,46 @@ def bench_prompt_lookup(model: Path, threads: int, runs: int) -> dict:
     return results
 
 
+CANCEL_POINTS = 8
+REFERENCE_UBATCH = 512  # llama-cpp-python's default n_ubatch
+
+
+def cancel_latency_ms(backend: LlamaCppBackend, messages: list[dict], cancel_at: float) -> float:
+    """Milliseconds between `cancel()` and the end of a stream cancelled during the prompt."""
+    backend._llama.reset()
+    threading.Timer(cancel_at, backend.cancel).start()
+    started = time.perf_counter()
+    for _ in backend.stream(messages, **SETTINGS):
+        pass
+    return (time.perf_counter() - started - cancel_at) * 1000
+
+
+def bench_cancel(model: Path, threads: int, runs: int) -> dict:
+    results = {}
+    for ubatch in sorted({REFERENCE_UBATCH, 256, PREFILL_UBATCH, 64}, reverse=True):
+        backend = LlamaCppBackend(model, n_ctx=N_CTX, threads=threads, prefill_ubatch=ubatch)
+        messages = long_prompt_messages(backend.count_tokens)
+        n_prompt = prompt_tokens(backend._llama, messages)
+        prefill = []
+        for _ in range(runs):
+            backend._llama.reset()
+            prefill.append(timed_stream(backend.stream(messages, **{**SETTINGS, "max_tokens": 1}), backend.count_tokens))
+        prefill_s = statistics.median(r["ttft_s"] for r in prefill)
+        # Points over the first 60 % of the prompt: a cancel never lands after it is done.
+        points = [prefill_s * 0.6 * (i + 1) / CANCEL_POINTS for i in range(CANCEL_POINTS)]
+        latencies = sorted(cancel_latency_ms(backend, messages, at) for at in points)
+        backend.close()
+        results[ubatch] = {"prefill_tok_s": round(n_prompt / prefill_s, 1),
+                           "cancel_ms_median": round(statistics.median(latencies)),
+                           "cancel_ms_max": round(latencies[-1]), "cancel_ms_all": [round(x) for x in latencies]}
+    reference = results[REFERENCE_UBATCH]
+    for row in results.values():
+        row["prefill_vs_reference"] = round(row["prefill_tok_s"] / reference["prefill_tok_s"], 3)
+        row["cancel_max_vs_reference"] = round(row["cancel_ms_max"] / max(reference["cancel_ms_max"], 1), 3)
+    return {"prompt_tokens": n_prompt, "reference_ubatch": REFERENCE_UBATCH, "default_ubatch": PREFILL_UBATCH,
+            "by_ubatch": results}
+
+
 def bench_ask(repo: Path) -> dict:
     """`hybrid-llm ask --json` twice in fresh processes: the first builds the index (cold), the
     second finds it up to date (a REPL user's usual case); peak RSS of the child processes."""
@@ -197,11 +241,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--repo", type=Path, default=REPO_ROOT / "hybrid_llm")
-    parser.add_argument("--only", choices=["overhead", "prefix", "lookup", "ask"], action="append")
+    parser.add_argument("--only", choices=["overhead", "prefix", "lookup", "cancel", "ask"], action="append")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     model = resolve_model_path(Config())
-    only = set(args.only or ["overhead", "prefix", "lookup", "ask"])
+    only = set(args.only or ["overhead", "prefix", "lookup", "cancel", "ask"])
     report: dict = {"model": model.name, "threads": args.threads, "cpu_count": os.cpu_count(),
                     "load_average_start": os.getloadavg()}
     if "overhead" in only:
@@ -213,6 +257,9 @@ def main() -> int:
     if "lookup" in only:
         report["prompt_lookup"] = bench_prompt_lookup(model, args.threads, args.runs)
         print(json.dumps(report["prompt_lookup"]), flush=True)
+    if "cancel" in only:
+        report["cancel"] = bench_cancel(model, args.threads, args.runs)
+        print(json.dumps(report["cancel"]), flush=True)
     if "ask" in only:
         report["ask"] = bench_ask(args.repo)
         print(json.dumps(report["ask"]), flush=True)

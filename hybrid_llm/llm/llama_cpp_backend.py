@@ -11,7 +11,8 @@ Three properties matter on a 2-core laptop and are measured by bench/llm_bench.p
   system prompt and earlier turns are not processed again;
 - cancellation within 200 ms: the flag is checked between tokens, and llama.cpp's abort
   callback reads it between graph nodes, which stops a long prompt (seconds) or a token that a
-  busy CPU makes slow;
+  busy CPU makes slow; prompts are processed in micro-batches of PREFILL_UBATCH tokens so that
+  no single node runs long;
 - the system prompt is processed right after loading (`warm`), before the first request;
 - prompt-lookup decoding is available but off by default (see PROMPT_LOOKUP_DEFAULT).
 """
@@ -36,6 +37,11 @@ GGUF_MAGIC = b"GGUF"
 # prefill, which costs more memory and prefill time than it saves in decode on 2 cores.
 PROMPT_LOOKUP_DEFAULT = False
 PROMPT_LOOKUP_TOKENS = 10
+# Tokens per compute graph while a prompt is processed. An abort can only land between graph
+# nodes, and a node's matrix product grows with the micro-batch: at llama.cpp's 512 the stream
+# ended up to 131 ms after a cancel on 2 cores (227 ms on a slower CI machine); at 128 at most
+# 32 ms, with no loss of prefill speed (bench/llm_bench.py --only cancel).
+PREFILL_UBATCH = 128
 
 
 def physical_cores() -> int:
@@ -63,6 +69,7 @@ class LlamaCppBackend:
         threads: int | None = None,
         prompt_lookup: bool = PROMPT_LOOKUP_DEFAULT,
         lora_path: Path | None = None,
+        prefill_ubatch: int = PREFILL_UBATCH,
     ) -> None:
         import llama_cpp
         from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
@@ -75,6 +82,7 @@ class LlamaCppBackend:
                 n_ctx=n_ctx,
                 n_threads=threads,
                 n_threads_batch=threads,
+                n_ubatch=prefill_ubatch,
                 draft_model=draft,
                 # Drafting verifies several tokens per step, so it needs the logits of every
                 # position; llama-cpp-python sizes its buffer by this flag, not by the draft model.
