@@ -5,7 +5,7 @@ not importable, the prebuilt `xllamacpp` wheel runs the same model through llama
 server code; that server also listens on a loopback TCP port, which the network guard allows
 when `network.allow_loopback` is true (the default).
 
-Three properties matter on a 2-core laptop and are measured by bench/llm_bench.py:
+What matters on a 2-core laptop (bench/llm_bench.py measures it, the slow tests check it):
 - prefix KV reuse: the same `Llama` object keeps the previous prompt's KV cache and
   llama-cpp-python re-evaluates only the tokens after the longest common prefix, so the
   system prompt and earlier turns are not processed again;

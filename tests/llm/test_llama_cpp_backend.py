@@ -65,6 +65,14 @@ def long_messages(request: str = "Summarise this code in one sentence.") -> list
             {"role": "user", "content": f"```python\n{code}\n```\n\n{request}"}]
 
 
+def time_to_first_token(backend: LlamaCppBackend, messages: list[dict], max_tokens: int) -> tuple[float, str]:
+    """Seconds until the first piece of the answer, and the whole answer."""
+    started = time.perf_counter()
+    stream = backend.stream(messages, max_tokens=max_tokens, **GREEDY)
+    first = next(stream)
+    return time.perf_counter() - started, first + "".join(stream)
+
+
 @pytest.mark.slow
 def test_cancel_during_decode_stops_fast_and_the_backend_stays_usable(real_backend: LlamaCppBackend):
     messages = [{"role": "user", "content": "Write a long essay about sorting algorithms."}]
@@ -101,20 +109,12 @@ def test_cancel_during_prompt_processing_stops_fast(real_backend: LlamaCppBacken
 @pytest.mark.slow
 def test_second_turn_reuses_the_conversation_prefix(real_backend: LlamaCppBackend):
     """Turn 2 re-processes only its new message: time to first token at least 3x lower."""
-
-    def time_to_first_token(messages: list[dict]) -> tuple[float, str]:
-        started = time.perf_counter()
-        stream = real_backend.stream(messages, max_tokens=24, **GREEDY)
-        first = next(stream)
-        ttft = time.perf_counter() - started
-        return ttft, first + "".join(stream)
-
     real_backend._llama.reset()
     first_turn = long_messages()
-    first_ttft, answer = time_to_first_token(first_turn)
+    first_ttft, answer = time_to_first_token(real_backend, first_turn, max_tokens=24)
     second_turn = [*first_turn, {"role": "assistant", "content": answer},
                    {"role": "user", "content": "Which function adds 7?"}]
-    second_ttft, _ = time_to_first_token(second_turn)
+    second_ttft, _ = time_to_first_token(real_backend, second_turn, max_tokens=24)
 
     assert second_ttft * 3 <= first_ttft, f"first {first_ttft:.2f} s, second {second_ttft:.2f} s"
 
@@ -128,10 +128,7 @@ def test_warm_processes_the_system_prompt_before_the_first_request(real_backend:
     def first_token_after(prepare) -> tuple[float, str]:
         real_backend._llama.reset()
         prepare()
-        started = time.perf_counter()
-        stream = real_backend.stream(request, max_tokens=8, **GREEDY)
-        first = next(stream)
-        return time.perf_counter() - started, first + "".join(stream)
+        return time_to_first_token(real_backend, request, max_tokens=8)
 
     cold_ttft, cold_answer = first_token_after(lambda: None)
     warm_ttft, warm_answer = first_token_after(lambda: real_backend.warm(SYSTEM_PROMPT))
