@@ -192,7 +192,19 @@ class _IgnoreRules:
 
 
 def _is_virtualenv(directory: Path) -> bool:
-    return (directory / "pyvenv.cfg").is_file() or (directory / "conda-meta").is_dir()
+    """Whether `directory` holds a Python environment; OSError when it cannot be looked into."""
+    return stat.S_ISREG(_mode_or_zero(directory / "pyvenv.cfg")) or stat.S_ISDIR(
+        _mode_or_zero(directory / "conda-meta")
+    )
+
+
+def _mode_or_zero(path: Path) -> int:
+    """`path`'s mode (following links), 0 when it does not exist; PermissionError propagates,
+    unlike `Path.is_file`, so a locked directory is counted as unreadable, not crashed on."""
+    try:
+        return path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
 
 
 class _Walker:
@@ -244,10 +256,7 @@ class _Walker:
         if rules.ignored(rel_path, is_dir):
             self.skip("ignored")
         elif is_dir:
-            if entry.name in _EXCLUDED_DIRS or entry.name.endswith(".egg-info") or _is_virtualenv(path):
-                self.skip("excluded_dir")
-            else:
-                self.walk(path, rel_path, rules)
+            self.visit_directory(entry.name, path, rel_path, rules)
         elif stat.S_ISREG(info.st_mode):
             reason = self.file_skip_reason(entry.name, rel_path, info.st_size)
             if reason:
@@ -256,6 +265,20 @@ class _Walker:
                 self.result.files.append(SourceFile(rel_path, path, info.st_size, info.st_mtime_ns))
         else:
             self.skip("not_regular_file")  # sockets, fifos, devices: reading could block
+
+    def visit_directory(self, name: str, path: Path, rel_path: str, rules: _IgnoreRules) -> None:
+        if name in _EXCLUDED_DIRS or name.endswith(".egg-info"):
+            self.skip("excluded_dir")
+            return
+        try:
+            is_environment = _is_virtualenv(path)
+        except OSError:  # a directory we may not look into (chmod 000, another user's)
+            self.skip("unreadable")
+            return
+        if is_environment:
+            self.skip("excluded_dir")
+        else:
+            self.walk(path, rel_path, rules)
 
     def file_skip_reason(self, name: str, rel_path: str, size: int) -> str | None:
         reason = skip_reason_for_name(name)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,3 +46,25 @@ def chroma_server(tmp_path):
     yield f"http://127.0.0.1:{port}"
     server.terminate()
     server.wait(timeout=10)
+
+
+@pytest.fixture
+def unprivileged_user(tmp_path_factory):
+    """(command prefix, scratch directory) to run a child as a user whom permissions stop.
+
+    Tests run as root here, and root reads a chmod-000 directory anyway; `setpriv` drops to
+    `nobody` without CAP_DAC_OVERRIDE (the user in the report). The scratch directory is
+    outside pytest's root-only tmp tree so that user can reach it.
+    """
+    if os.geteuid() != 0:
+        prefix: list[str] = []
+    elif shutil.which("setpriv"):
+        prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    else:
+        pytest.skip("running as root without setpriv: cannot drop the read permission bypass")
+    scratch = Path(tempfile.mkdtemp(prefix="hybrid-unprivileged-"))
+    scratch.chmod(0o777)
+    yield prefix, scratch
+    for directory, _, _ in os.walk(scratch):
+        os.chmod(directory, 0o755)
+    shutil.rmtree(scratch)

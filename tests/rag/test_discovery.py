@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,16 +159,21 @@ def test_symlink_loops_and_links_out_of_the_codebase_are_skipped(tmp_path: Path)
     assert discovery.skipped == {"symlink_loop": 2, "symlink_outside": 1}
 
 
-def test_unreadable_directory_is_counted(tmp_path: Path) -> None:
-    _write(tmp_path, "ok.py")
-    closed = tmp_path / "closed"
-    _write(closed, "hidden.py")
-    closed.chmod(0)
-    try:
-        if os.access(closed, os.R_OK):
-            pytest.skip("running as root: permissions do not stop reads")
-        discovery = discover_files(tmp_path, max_file_bytes=MB)
-    finally:
-        closed.chmod(0o755)
-    assert [f.rel_path for f in discovery.files] == ["ok.py"]
-    assert discovery.skipped == {"unreadable": 1}
+def test_unreadable_directory_is_skipped_and_counted(unprivileged_user) -> None:
+    """A chmod-000 directory (its `pyvenv.cfg` cannot even be looked for) is counted, not a crash."""
+    prefix, scratch = unprivileged_user
+    root = scratch / "repo"
+    _write(root, "ok.py")
+    _write(root, "locked/hidden.py")
+    _write(root, "half/inner.py")
+    (root / "locked").chmod(0)
+    (root / "half").chmod(0o311)  # can be entered, not listed
+    script = (
+        "import json, sys; from pathlib import Path; from hybrid_llm.rag.discovery import discover_files; "
+        "found = discover_files(Path(sys.argv[1]), max_file_bytes=10**6); "
+        "print(json.dumps([[f.rel_path for f in found.files], found.skipped]))"
+    )
+    result = subprocess.run([*prefix, sys.executable, "-c", script, str(root)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [["ok.py"], {"unreadable": 2}]

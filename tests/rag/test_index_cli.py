@@ -104,3 +104,24 @@ def test_prepare_embedder_is_idempotent():
         result = _run("--prepare-embedder")
         assert result.returncode == 0, result.stderr
         assert "minilm-onnx" in result.stderr
+
+
+def test_unreadable_directory_is_counted_and_indexing_goes_on(unprivileged_user):
+    prefix, scratch = unprivileged_user
+    root = scratch / "repo"
+    (root / "locked").mkdir(parents=True)
+    (root / "locked" / "hidden.py").write_text("def hidden():\n    return 1\n")
+    (root / "app.py").write_text("def main():\n    return 'hello'\n")
+    (root / "locked").chmod(0)
+    env = {**os.environ, "HYBRID_LLM_HOME": str(scratch / "home")}
+    index = subprocess.run([*prefix, *_command(str(root), "--json")], capture_output=True,
+                           text=True, timeout=300, env=env)
+    assert index.returncode == 0, index.stderr
+    summary = json.loads(index.stdout)
+    assert summary["files_indexed"] == 1 and summary["files_skipped"]["unreadable"] == 1
+    query = subprocess.run(
+        [*prefix, sys.executable, "-m", "hybrid_llm", "query", "main", "--repo", str(root), "--json"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert query.returncode == 0, query.stderr
+    assert "app.py" in query.stdout
