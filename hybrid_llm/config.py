@@ -49,6 +49,9 @@ class ModelSettings(_Section):
     path: str | None = None
     adapter: str | None = None
     n_ctx: int = Field(4096, ge=512, le=131072)
+    # Save the system prompt's KV state under HYBRID_LLM_HOME once per model, adapter and n_ctx,
+    # and load it at start instead of processing the system prompt again (llama.cpp only).
+    prompt_state_cache: bool = True
     threads: int | None = Field(None, ge=1, le=512)
     server: ServerSettings = ServerSettings()
 
@@ -71,6 +74,9 @@ class RagSettings(_Section):
     # Fused score multiplier for chunks holding no whole definition (imports, data tables, the
     # pieces of a very long function); 1 ranks them like definitions. See retriever.py.
     non_definition_factor: float = Field(0.8, gt=0, le=1)
+    # REPL: serve requests with keyword search while vectors are computed between requests;
+    # false: a request waits until every chunk is embedded.
+    background_embedding: bool = True
 
 
 class GenerationSettings(_Section):
@@ -95,6 +101,15 @@ class WebSettings(_Section):
     cache_ttl_hours: float = Field(24.0, ge=0)
 
 
+class ReplSettings(_Section):
+    # While a request is typed, retrieve for the text so far and process its context into the
+    # model's KV cache, so that at Enter only the request's own tokens remain.
+    typeahead: bool = True
+    # Typing pause after which the text so far is prepared (also done at least this often
+    # times four while typing goes on without a pause).
+    typeahead_pause_ms: int = Field(300, ge=50, le=5000)
+
+
 class LoggingSettings(_Section):
     log_requests: bool = True
 
@@ -105,6 +120,7 @@ class Config(_Section):
     generation: GenerationSettings = GenerationSettings()
     network: NetworkSettings = NetworkSettings()
     web: WebSettings = WebSettings()
+    repl: ReplSettings = ReplSettings()
     logging: LoggingSettings = LoggingSettings()
 
 

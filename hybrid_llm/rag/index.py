@@ -10,6 +10,11 @@ An update runs in two passes, both driven by the catalog (no store walks the dis
    them. A run killed at any point is finished by the next one: an `update_in_progress` marker
    makes it reconcile Chroma's ids with the catalog before continuing.
 
+The REPL runs only the first pass before a request (`update(embed=False)`) and the second in
+the background between requests (`embed_pending`, in small rounds it can stop after): a new
+codebase is served by keyword search at once, and dense search covers the chunks that have
+vectors so far. Every round is committed, so stopping or quitting keeps what was embedded.
+
 Only one process writes an index at a time (a file lock; the holder's pid is recorded so a
 second writer can say whom it is waiting for). Indexes live under `hybrid_home()/indexes/`, or
 `rag.index_dir`, never inside the codebase.
@@ -25,7 +30,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +43,16 @@ from hybrid_llm.rag.embedder import Embedder, MiniLMEmbedder, default_embedder
 from hybrid_llm.rag.keyword_store import KeywordStore
 from hybrid_llm.rag.vector_store import VectorStore, collection_name
 from hybrid_llm.rag.writer_lock import writer_lock
+from hybrid_llm.redact import redact
 
 _log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "2"  # 2: chunks.defines
+SCHEMA_VERSION = "3"  # 2: chunks.defines; 3: secrets redacted (older indexes are re-chunked)
 _CATALOG_FILE = "catalog.sqlite3"
 _EMBED_ROUND = 256
+# Background rounds are small so that a request waits at most one of them (~0.5 s on 2 cores)
+# before it has the CPU to itself.
+BACKGROUND_EMBED_ROUND = 16
 _PROGRESS_INTERVAL = 0.1
 
 
@@ -70,6 +79,8 @@ class IndexSummary:
     chunks: int = 0
     languages: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    # Tokens and passwords replaced in the chunks written by this update (hybrid_llm.redact).
+    secrets_redacted: int = 0
     # Not part of the JSON contract: chunks still waiting for a vector, and whether Ctrl-C
     # stopped the update (finished files are kept either way).
     chunks_pending: int = 0
@@ -83,6 +94,7 @@ class IndexSummary:
             "files_deleted": self.files_deleted,
             "files_skipped": dict(sorted(self.files_skipped.items())),
             "chunks": self.chunks,
+            "secrets_redacted": self.secrets_redacted,
             "languages": dict(sorted(self.languages.items())),
             "seconds": round(self.seconds, 3),
         }
@@ -197,8 +209,17 @@ class CodeIndex:
             return self._reader_keywords.search(query, k)
 
     def dense_search(self, embedding: np.ndarray, k: int) -> list[tuple[str, float]]:
-        """Nearest chunks by cosine similarity to `embedding` (from `self.embedder`)."""
+        """Nearest chunks by cosine similarity to `embedding` (from `self.embedder`), among the
+        chunks that have a vector (all of them once the vector pass is complete)."""
+        if self.vector_progress()[0] == 0:  # nothing embedded yet: no need to start Chroma
+            return []
         return self._vector_store().query(embedding, k)
+
+    def vector_progress(self) -> tuple[int, int]:
+        """(chunks that have a vector, all chunks), as committed so far."""
+        with self._read_lock:
+            total = self._reader.chunk_count()
+            return total - self._reader.pending_count(), total
 
     def get_chunks(self, ids: list[str]) -> dict[str, Chunk]:
         with self._read_lock:
@@ -223,9 +244,13 @@ class CodeIndex:
     # -- updating ------------------------------------------------------------------------------
 
     def update(
-        self, *, rebuild: bool = False, progress: ProgressCallback | None = None
+        self, *, rebuild: bool = False, progress: ProgressCallback | None = None, embed: bool = True
     ) -> IndexSummary:
-        """Bring the index in line with the codebase; Ctrl-C keeps every file finished so far."""
+        """Bring the index in line with the codebase; Ctrl-C keeps every file finished so far.
+
+        With `embed=False` only the chunking pass runs: keyword search is complete, and the
+        chunks still without a vector (`summary.chunks_pending`) wait for `embed_pending`.
+        """
         started = time.perf_counter()
         report = _Reporter(progress, started)
         summary = IndexSummary()
@@ -234,7 +259,7 @@ class CodeIndex:
             self.location, what=what, timeout=self._lock_timeout, on_wait=report.waiting
         ):
             try:
-                self._update(summary, report, rebuild)
+                self._update(summary, report, rebuild, embed)
             except KeyboardInterrupt:
                 summary.interrupted = True
             summary.chunks = self._catalog.chunk_count()
@@ -243,7 +268,7 @@ class CodeIndex:
         summary.seconds = time.perf_counter() - started
         return summary
 
-    def _update(self, summary: IndexSummary, report: _Reporter, rebuild: bool) -> None:
+    def _update(self, summary: IndexSummary, report: _Reporter, rebuild: bool, embed: bool) -> None:
         if rebuild or self._catalog.get_meta("schema") != SCHEMA_VERSION:
             self._clear(keep_vectors=not rebuild)
         interrupted_before = self._catalog.get_meta("update_in_progress") is not None
@@ -254,11 +279,42 @@ class CodeIndex:
         discovery = self._discover()
         summary.files_skipped.update(discovery.skipped)
         self._chunk_pass(discovery.files, summary, report)
-        self._vector_pass(report, reconcile=interrupted_before)
+        if embed:
+            self._vector_pass(report, reconcile=interrupted_before)
         with self._catalog.transaction():
             if summary.files_indexed or summary.files_deleted:
                 self._catalog.drop_unused_embeddings()
-            self._catalog.set_meta("update_in_progress", None)
+            # Without the vector pass, a reconcile owed by an earlier killed run is still owed.
+            still_owed = not embed and interrupted_before
+            self._catalog.set_meta("update_in_progress", "reconcile" if still_owed else None)
+
+    def embed_pending(
+        self,
+        *,
+        should_stop: Callable[[], bool],
+        progress: ProgressCallback | None = None,
+        round_size: int = BACKGROUND_EMBED_ROUND,
+    ) -> int:
+        """Compute the missing vectors in rounds of `round_size` chunks until none is missing
+        or `should_stop()` says so (checked between rounds); returns how many are still missing.
+
+        Used between requests, so it never waits: when another process holds the writer lock
+        it does nothing this time. A round is committed as soon as Chroma has its vectors.
+        """
+        report = _Reporter(progress, time.perf_counter())
+        try:
+            with writer_lock(self.location, what=f"the index of {self.repo}", timeout=0,
+                             on_wait=lambda message: None):
+                reconcile = self._catalog.get_meta("update_in_progress") is not None
+                with self._catalog.transaction():
+                    self._catalog.set_meta("update_in_progress", str(os.getpid()))
+                self._vector_pass(report, reconcile=reconcile, should_stop=should_stop,
+                                  round_size=round_size)
+                with self._catalog.transaction():
+                    self._catalog.set_meta("update_in_progress", None)
+        except UserError:  # another process is updating this index; it embeds them itself
+            pass
+        return self._catalog.pending_count()
 
     def _discover(self):
         from hybrid_llm.rag.discovery import discover_files
@@ -311,10 +367,12 @@ class CodeIndex:
             return 0
         try:
             chunks = self._get_chunker().chunk(file.rel_path, source.text)
+            chunks, redactions = _without_secrets(chunks)
         except Exception:  # noqa: BLE001 - one odd file must not stop a whole codebase
             _log.warning("cannot chunk %s", file.rel_path, exc_info=True)
             summary.files_skipped["chunker_error"] += 1
             return 0
+        summary.secrets_redacted += redactions
         with self._catalog.transaction():
             changes = self._catalog.put_file(new_record, chunks)
             self._keywords.remove(changes.removed)
@@ -322,7 +380,14 @@ class CodeIndex:
         summary.files_indexed += 1
         return len(changes.added)
 
-    def _vector_pass(self, report: _Reporter, *, reconcile: bool) -> None:
+    def _vector_pass(
+        self,
+        report: _Reporter,
+        *,
+        reconcile: bool,
+        should_stop: Callable[[], bool] = lambda: False,
+        round_size: int = _EMBED_ROUND,
+    ) -> None:
         deletes = self._catalog.vector_deletes()
         pending = self._catalog.pending_count()
         fresh_space = self._catalog.get_meta("embedder") is None  # new index, or rebuilt
@@ -337,12 +402,13 @@ class CodeIndex:
         store.delete(deletes)
         with self._catalog.transaction():
             self._catalog.clear_vector_deletes()
-        self._embed_pending(store, pending, report)
+        self._embed_pending(store, pending, report, should_stop, round_size)
 
-    def _embed_pending(self, store: VectorStore, total: int, report: _Reporter) -> None:
+    def _embed_pending(self, store: VectorStore, total: int, report: _Reporter,
+                       should_stop: Callable[[], bool], round_size: int) -> None:
         done = 0
         report("embedding", 0, total)
-        while batch := self._catalog.pending_chunks(_EMBED_ROUND):
+        while not should_stop() and (batch := self._catalog.pending_chunks(round_size)):
             vectors = self._catalog.cached_embeddings([chunk.content_hash for chunk in batch])
             missing = {c.content_hash: c.embed_text for c in batch if c.content_hash not in vectors}
             fresh = dict(zip(missing, self.embedder.embed(list(missing.values())), strict=True))
@@ -409,6 +475,18 @@ class CodeIndex:
                     else VectorStore.persistent(self.location / "chroma", name)
                 )
             return self._vectors
+
+
+def _without_secrets(chunks: list[Chunk]) -> tuple[list[Chunk], int]:
+    """Chunks with keys, tokens and passwords replaced before anything stores, embeds or shows
+    them (private-key blocks were already dropped by the chunker), and how many were replaced."""
+    cleaned, count = [], 0
+    for chunk in chunks:
+        text, in_text = redact(chunk.text)
+        header, in_header = redact(chunk.header)
+        cleaned.append(replace(chunk, text=text, header=header) if in_text + in_header else chunk)
+        count += in_text + in_header
+    return cleaned, count
 
 
 class _Reporter:

@@ -23,6 +23,7 @@ from typing import Any
 
 from hybrid_llm.config import Config
 from hybrid_llm.errors import UserError
+from hybrid_llm.repl.background import BackgroundEmbedder, Foreground
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,18 @@ class Session:
         self._researcher: Any | None = None
         self._log: Any | None = None
         self._index_lock = threading.Lock()
+        # What the user waits for (requests, type-ahead) is foreground; embedding yields to it.
+        self.foreground = Foreground()
+        self.vectors: tuple[int, int] | None = None  # (embedded, all) chunks, for the toolbar
+        self._embed_in_background = False
+        self._embedder = BackgroundEmbedder(self._embed_rounds, self.foreground)
 
     # -- start-up ----------------------------------------------------------------------------
 
     def start_background_work(self) -> None:
-        """Begin loading the model and reading the index state; returns at once."""
+        """Begin loading the model and reading the index state; returns at once. From now on
+        requests do not wait for embeddings: vectors are computed between them."""
+        self._embed_in_background = self.config.rag.background_embedding
         try:
             self.provider.start_loading()
         except UserError as exc:  # e.g. the model area is missing; the first request says so
@@ -175,8 +183,9 @@ class Session:
             finally:
                 finished.set()
 
-        threading.Thread(target=generate, name="hybrid-llm-answer", daemon=True).start()
-        _wait_cancelling_on_interrupt(finished, coder.cancel)
+        with self.foreground.busy():  # background embedding stays off the CPU meanwhile
+            threading.Thread(target=generate, name="hybrid-llm-answer", daemon=True).start()
+            _wait_cancelling_on_interrupt(finished, coder.cancel)
         if "error" in outcome:
             raise outcome["error"]
         answer = outcome["answer"]
@@ -207,15 +216,21 @@ class Session:
     def set_repo(self, path: Path) -> None:
         if not path.is_dir():
             raise UserError(f"{path} is not a directory")
-        with self._index_lock:
+        with self.foreground.busy(), self._index_lock:
             self._close_index()
             self.repo = path.resolve()
             self.index_status = None
+            self.vectors = None
 
     def update_index(self, progress: Callable[[Any], None]) -> Any:
-        with self._index_lock:
-            summary = self._open_index().update(progress=progress)
+        """Bring the index up to date; in the background mode only the chunking pass (seconds),
+        and the vectors follow between requests."""
+        with self.foreground.busy(), self._index_lock:
+            summary = self._open_index().update(progress=progress, embed=not self._embed_in_background)
             self.index_status = self._index.status()
+            self.vectors = self._index.vector_progress()
+        if self._embed_in_background and summary.chunks_pending:
+            self._embedder.wake()
         return summary
 
     def refresh_index_status_in_background(self) -> None:
@@ -228,10 +243,33 @@ class Session:
         try:
             with self._index_lock:
                 self.index_status = self._open_index().status()
+                self.vectors = self._index.vector_progress()
+            if self._embed_in_background and self.vectors[0] < self.vectors[1]:
+                self._embedder.wake()  # an earlier session stopped before embedding everything
         except Exception:  # noqa: BLE001 - the toolbar then shows the index as unknown
             log.warning("index status failed", exc_info=True)
         finally:
             self.index_checking = False
+
+    def _embed_rounds(self, should_stop: Callable[[], bool]) -> int:
+        """The background embedder's work: vectors for chunks that have none, round by round."""
+        with self._index_lock:
+            index = self._open_index()
+            embedded, total = index.vector_progress()
+
+            def show(event: Any) -> None:
+                self.vectors = (embedded + event.done, total)
+
+            left = index.embed_pending(should_stop=should_stop, progress=show)
+            self.vectors = index.vector_progress()
+            if not left:
+                self.index_status = index.status()  # "fresh" again, unless files changed meanwhile
+            return left
+
+    @property
+    def embedding_in_background(self) -> bool:
+        """Whether chunks are waiting for vectors that the background embedder will compute."""
+        return self._embed_in_background and self.vectors is not None and self.vectors[0] < self.vectors[1]
 
     def _open_index(self) -> Any:
         if self._index is None:
@@ -255,6 +293,7 @@ class Session:
             guard.enable(allow_loopback=self.config.network.allow_loopback)
         else:
             guard.disable()
+        load_area("hybrid_llm.net.broker_client", "the web broker").announce_offline(offline)
 
     def web_researcher(self) -> Any:
         """The session's `WebResearcher`; callers check `is_offline()` first."""
@@ -264,6 +303,7 @@ class Session:
         return self._researcher
 
     def close(self) -> None:
+        self._embedder.close()  # the round under way finishes and is kept
         if self._researcher is not None:
             self._researcher.close()
         with self._index_lock:

@@ -1,4 +1,5 @@
-"""The bottom toolbar: model (and whether it is loading), ONLINE/OFFLINE, index state, tok/s.
+"""The bottom toolbar: model (and whether it is loading), ONLINE/OFFLINE, index state (and the
+progress of embedding in the background), tok/s.
 
 It is redrawn twice a second while the prompt waits, so it only reads state the session has
 already computed; nothing here may block.
@@ -14,7 +15,19 @@ def toolbar_text(session: Session) -> str:
     parts = [_model_part(session), _network_part(session), _index_part(session)]
     if session.tokens_per_second:
         parts.append(f"{session.tokens_per_second:.1f} tok/s")
+    parts.extend(_speculative_part())
     return " | ".join(parts)
+
+
+def _speculative_part() -> list[str]:
+    """The drafting the last local answer used and its acceptance rate (none yet: nothing)."""
+    from hybrid_llm.llm.speculative import last_stats
+
+    stats = last_stats()
+    if stats is None:
+        return []
+    accepted = f" {stats.acceptance:.0%} accepted" if stats.acceptance is not None else ""
+    return [f"speculative: {stats.mode}{accepted}"]
 
 
 def _model_part(session: Session) -> str:
@@ -40,5 +53,9 @@ def _index_part(session: Session) -> str:
         return "index: checking…" if session.index_checking else "index: unknown"
     if not status.files:
         return "index: empty (/index)"
-    freshness = "stale (/index)" if status.stale else "fresh"
+    if session.embedding_in_background:
+        embedded, total = session.vectors
+        freshness = f"embedding {embedded:,}/{total:,} (keyword search until then)"
+    else:
+        freshness = "stale (/index)" if status.stale else "fresh"
     return f"index: {status.files} files, {status.chunks} chunks, {freshness}"
