@@ -19,7 +19,7 @@ from typing import Literal
 
 from hybrid_llm.config import Config, hybrid_home
 from hybrid_llm.errors import UserError
-from hybrid_llm.finetune.redact import redact_value
+from hybrid_llm.redact import redact_value
 
 Label = Literal["good", "bad"]
 LABELS: tuple[Label, ...] = ("good", "bad")

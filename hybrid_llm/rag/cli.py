@@ -74,6 +74,8 @@ def _print_summary(summary) -> None:
         f"files deleted   {summary.files_deleted}",
         f"files skipped   {skipped}" + (f" ({reasons})" if reasons else ""),
         f"chunks          {summary.chunks}",
+        *([f"redacted        {summary.secrets_redacted} secrets (keys, tokens, passwords)"]
+          if summary.secrets_redacted else []),
         f"languages       {languages or '-'}",
         f"seconds         {summary.seconds:.2f}",
     ]

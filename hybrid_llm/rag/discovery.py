@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from pathlib import Path
 import pathspec
 
 from hybrid_llm.rag.languages import detect_language
+from hybrid_llm.redact import PRIVATE_KEY
 
 IGNORE_FILES = (".gitignore", ".hybridignore")
 
@@ -88,12 +88,6 @@ _SKIP_SPECS = {
     reason: pathspec.GitIgnoreSpec.from_lines(patterns) for reason, patterns in _SKIP_PATTERNS.items()
 }
 
-_PRIVATE_KEY = re.compile(
-    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?"
-    r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)",
-    re.DOTALL,
-)
-
 # A line this long is generated or minified code: useless to embed and to show...
 _MINIFIED_LINE_CHARS = 2000
 # ...and a file is skipped when such lines hold at least this share of its text. One long data
@@ -127,13 +121,13 @@ class SourceText:
 
 
 def contains_private_key(text: str) -> bool:
-    return _PRIVATE_KEY.search(text) is not None
+    return PRIVATE_KEY.search(text) is not None
 
 
 def private_key_spans(text: str) -> list[tuple[int, int]]:
     """0-based (first line, last line) of every private-key block, so chunks over it are dropped."""
     spans = []
-    for match in _PRIVATE_KEY.finditer(text):
+    for match in PRIVATE_KEY.finditer(text):
         first = text.count("\n", 0, match.start())
         spans.append((first, first + text.count("\n", match.start(), match.end())))
     return spans

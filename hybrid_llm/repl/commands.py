@@ -319,6 +319,8 @@ def _describe_summary(summary: Any) -> str:
     skipped = sum(summary.files_skipped.values())
     if skipped:
         parts.append(f"{skipped} skipped")
+    if summary.secrets_redacted:
+        parts.append(f"{summary.secrets_redacted} secrets redacted")
     line = ", ".join(parts) + f" in {summary.seconds:.1f} s"
     if summary.interrupted:
         line += " (interrupted: finished files are kept; /index continues)"

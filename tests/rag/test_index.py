@@ -309,3 +309,43 @@ def test_chroma_server_mode_keeps_vectors_on_the_server(repo, chroma_server):
 def test_open_refuses_a_missing_directory(tmp_path):
     with pytest.raises(UserError, match="not a directory"):
         CodeIndex.open(tmp_path / "missing", Config())
+
+
+SECRETS = {
+    "aws-secret": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "aws-key-id": "AKIAIOSFODNN7EXAMPLE",
+    "github": "ghp_" + "x1Y2z3" * 6,
+    "slack": "xoxb-123456789012-abcdefghijkl",
+    "password": "correct-horse-battery",
+    "random": "JcBQmqZ03tGfARC8y5LRhlzykWFAP7Pm482oFyzF",
+}
+SETTINGS_PY = f'''"""Deployment settings."""
+DEBUG = True
+AWS_SECRET_ACCESS_KEY = "{SECRETS['aws-secret']}"
+aws_access_key_id = "{SECRETS['aws-key-id']}"
+GITHUB = "{SECRETS['github']}"
+SLACK_HOOK_TOKEN = "{SECRETS['slack']}"
+DATABASE = {{"user": "app", "password": "{SECRETS['password']}"}}
+SIGNING = "{SECRETS['random']}"
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+'''
+
+
+def test_secrets_in_source_files_are_redacted_before_storing_and_counted(repo, hybrid_home):
+    _write(repo, "app/settings.py", SETTINGS_PY)
+    with CodeIndex.open(repo, Config()) as index:
+        summary = index.update()
+        stored = index.get_chunks(sorted(index._catalog.chunk_ids()))
+        found = index.keyword_search("AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI", 5)
+
+    assert summary.secrets_redacted == len(SECRETS)
+    assert summary.to_json()["secrets_redacted"] == len(SECRETS)
+    settings = [chunk for chunk in stored.values() if chunk.path == "app/settings.py"]
+    text = "\n".join(chunk.text for chunk in settings)
+    assert "[REDACTED:aws-access-key]" in text and "[REDACTED:github-token]" in text
+    assert "DEBUG = True" in text and "sentence-transformers/all-MiniLM-L6-v2" in text
+    assert settings[-1].end_line == SETTINGS_PY.count("\n")  # line numbers still cite the file
+    assert found == []
+    on_disk = b"".join(path.read_bytes() for path in hybrid_home.rglob("*") if path.is_file())
+    for secret in SECRETS.values():
+        assert secret.encode() not in on_disk and secret not in text

@@ -36,12 +36,13 @@ def test_json_summary_has_exactly_the_documented_shape(repo):
     summary = json.loads(result.stdout)
     assert list(summary) == [
         "files_indexed", "files_unchanged", "files_deleted", "files_skipped", "chunks",
-        "languages", "seconds",
+        "secrets_redacted", "languages", "seconds",
     ]
     assert summary["files_indexed"] == 2
     assert summary["files_skipped"] == {"secret": 1}
     assert summary["languages"] == {"javascript": 1, "python": 1}
     assert summary["chunks"] == 2
+    assert summary["secrets_redacted"] == 0
     assert isinstance(summary["seconds"], float) and summary["seconds"] > 0
     assert "embedding" in result.stderr  # progress goes to stderr, never stdout
 
@@ -51,12 +52,14 @@ def test_json_summary_has_exactly_the_documented_shape(repo):
 
 
 def test_human_summary_and_rebuild(repo):
+    (repo / "src" / "settings.py").write_text('GITHUB_TOKEN = "ghp_' + "x1Y2z3" * 6 + '"\n')
     _run(str(repo))
     result = _run(str(repo), "--rebuild")
     assert result.returncode == 0, result.stderr
-    assert "files indexed   2" in result.stdout
+    assert "files indexed   3" in result.stdout
     assert "files skipped   1 (secret 1)" in result.stdout
-    assert "languages       javascript 1, python 1" in result.stdout
+    assert "languages       python 2, javascript 1" in result.stdout
+    assert "redacted        1 secrets (keys, tokens, passwords)" in result.stdout
 
 
 def test_path_defaults_to_the_configured_codebase(repo, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hybrid_llm.finetune.redact import redact, redact_value
+from hybrid_llm.redact import redact, redact_value
 
 PRIVATE_KEY = (
     "-----BEGIN OPENSSH PRIVATE KEY-----\n"

@@ -1,28 +1,32 @@
-"""Secret redaction for anything written to disk from a request: keys and tokens never reach the log.
+"""Secret redaction for text that leaves the user's hands: the request log and the code index.
 
-Requests carry the user's code and prompts, which routinely contain credentials pasted by
-accident. Patterns follow the published formats of each provider (as secret scanners such as
-gitleaks match them) plus generic `password=`/`api_key=` assignments; a match is replaced by
-`[REDACTED:<kind>]` so the record still reads naturally and training data keeps its shape.
+Requests and indexed source files carry credentials pasted by accident (a `settings.py` with
+an AWS key). Patterns follow the published formats of each provider (as secret scanners such as
+gitleaks match them), plus generic `password=`/`api_key=` assignments and long random-looking
+literals assigned to any name; a match is replaced by `[REDACTED:<kind>]` so the text still
+reads naturally, training data keeps its shape and code keeps its line numbers (only a private
+key block spans lines, and the chunker drops chunks holding one before this runs).
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from collections.abc import Callable
 
 _PLACEHOLDER = "[REDACTED:{kind}]"
 
+# A PEM/OpenSSH/PGP private-key block, or its start up to the end of a truncated paste.
+PRIVATE_KEY = re.compile(
+    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?"
+    r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+    re.DOTALL,
+)
+
 # Ordered: whole blocks first, so a key block is one redaction, not dozens of partial ones.
 _TOKEN_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    (
-        "private-key",
-        re.compile(
-            r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY( BLOCK)?-----.*?"
-            r"(?:-----END \1PRIVATE KEY( BLOCK)?-----|\Z)",
-            re.DOTALL,
-        ),
-    ),
+    ("private-key", PRIVATE_KEY),
     ("aws-access-key", re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b")),
     ("github-token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b")),
     ("github-token", re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b")),
@@ -44,6 +48,23 @@ _QUOTED_ASSIGNMENT = re.compile(
 )
 # `NAME=value` / `name: value` without quotes, as in .env files, shell and YAML.
 _BARE_ASSIGNMENT = re.compile(rf"(?i)(\b[\w-]*{_SECRET_NAME}\s*[:=][ \t]*)([^\s\"',;()\[\]{{}}]{{4,}})")
+# Any name given a quoted literal of key-like characters (`AWS_SECRET = "wJalrXUtn…"`,
+# `"signing": "…"`): redacted when the literal looks random, whatever the name says.
+_LITERAL_ASSIGNMENT = re.compile(
+    r"(\b[\w-]+[\"']?\s*(?::=|[:=])\s*)([\"'])([A-Za-z0-9+/=_-]{20,})\2"
+)
+# Random base64 of 20-64 characters has a Shannon entropy close to log2(length); names, paths,
+# words and hex digests (lower-case, at most 4 bits a character, no upper case) stay well below
+# this share of it, or lack one of the three character classes.
+_RANDOM_ENTROPY_SHARE = 0.82
+_RANDOM_ENTROPY_CAP = 4.3
+# Words (`Pod`, `Certificate`, `mean`): generated class names such as "V1PodCertificateRequest"
+# pass the entropy test but are mostly words, which random keys are not.
+_WORD = re.compile(r"[A-Z]?[a-z]{4,}|[A-Z]{5,}")
+_MAX_WORD_SHARE = 0.4
+# A quoted value that is a placeholder or markup (`"<your key>"`, `"[UNK]"`, `"${TOKEN}"`,
+# `"{api_key}"`), not a secret: tokenizers name their special tokens `eos_token = "</s>"`.
+_NOT_A_VALUE = re.compile(r"^(?:<.*>|\[.*\]|\{.*\}|\$.*|%.*)$")
 # A bare value that reads as code (`api_key=settings.api_key`, `password=get_password()`,
 # `token=token`) is a reference to a secret, not the secret; redacting it would only damage
 # training data. Identifiers with digits (`hunter22`) read as values.
@@ -56,17 +77,39 @@ def _is_redacted(value: str) -> bool:
 
 def _quoted(match: re.Match[str]) -> str | None:
     prefix, quote, value = match.groups()
-    if _is_redacted(value):
+    if _is_redacted(value) or _NOT_A_VALUE.match(value):
         return None
     return f"{prefix}{quote}{_PLACEHOLDER.format(kind='secret')}{quote}"
 
 
 def _bare(match: re.Match[str]) -> str | None:
     prefix, value = match.groups()
-    env_style = prefix.strip().rstrip(":=").strip().isupper()
+    # `DB_PASSWORD=x` in a .env file or shell, where any word is a value; `SECRET_KEY =
+    # os.environ[...]` (spaces around `=`) is Python reading a secret, not holding one.
+    name = prefix.rstrip(" \t")[:-1]
+    env_style = name.isupper() and not name[-1:].isspace()
     if _is_redacted(value) or (_CODE_REFERENCE.match(value) and not env_style):
         return None
     return prefix + _PLACEHOLDER.format(kind="secret")
+
+
+def looks_random(value: str) -> bool:
+    """Whether a literal reads as a generated key: upper, lower and digits, and high entropy."""
+    if not (any(c.isupper() for c in value) and any(c.islower() for c in value)
+            and any(c.isdigit() for c in value)):
+        return False
+    if sum(len(word) for word in _WORD.findall(value)) > _MAX_WORD_SHARE * len(value):
+        return False
+    counts = Counter(value)
+    entropy = -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+    return entropy >= min(_RANDOM_ENTROPY_CAP, _RANDOM_ENTROPY_SHARE * math.log2(len(value)))
+
+
+def _random_literal(match: re.Match[str]) -> str | None:
+    prefix, quote, value = match.groups()
+    if not looks_random(value):
+        return None
+    return f"{prefix}{quote}{_PLACEHOLDER.format(kind='high-entropy')}{quote}"
 
 
 def redact(text: str) -> tuple[str, int]:
@@ -90,6 +133,7 @@ def redact(text: str) -> tuple[str, int]:
         substitute(pattern, lambda _match, kind=kind: _PLACEHOLDER.format(kind=kind))
     substitute(_QUOTED_ASSIGNMENT, _quoted)
     substitute(_BARE_ASSIGNMENT, _bare)
+    substitute(_LITERAL_ASSIGNMENT, _random_literal)
     return text, count
 
 
