@@ -4,21 +4,28 @@ Python child it starts, can open a connection, send a datagram or resolve a host
 Users pick this assistant so their code never leaves the machine, so "offline" is enforced, not
 requested. Two mechanisms check every destination with the same rules:
 
-- patches on `socket.socket` (creation, `connect`, `connect_ex`, `sendto`, `sendmsg`) and on
-  `create_connection`, `getaddrinfo` and `gethostbyname(_ex)`/`gethostbyaddr`/`getnameinfo`;
+- patches on `socket.socket` (creation, `connect`, `connect_ex`, `sendto`, `sendmsg`, `bind`,
+  `listen`, `accept`) and on `create_connection`, `getaddrinfo` and
+  `gethostbyname(_ex)`/`gethostbyaddr`/`getnameinfo`;
 - a `sys.addaudithook` hook on the `socket.*` audit events, which the C socket module raises
   itself, so references captured before patching (`_socket.socket`, `from socket import socket`)
   are refused too. Hooks cannot be removed, so going online only flips the level they read.
+  The hook also holds the floor of an inherited guard, where no Python code can lower it.
 
 Destinations are judged as IP addresses (`ipaddress`, IPv4-mapped IPv6, every numeric spelling
 the C resolver accepts, such as 127.1 or 2130706433), never by string prefix. Host names other
 than `localhost` are refused before any DNS query. AF_UNIX is always allowed; loopback only when
 `allow_loopback` (a local model server needs it).
 
-Going offline also shuts down every open connection to a now-refused address (pooled HTTP
-clients included) and exports the level to Python children through a `sitecustomize` on their
-PYTHONPATH (see `child_guard/`). Native code (Rust, C, ctypes) and non-Python children are
-invisible here: only the operating-system sandbox (`sandbox.py`, layer 3) stops them.
+While offline, nothing may listen on a non-loopback address: an outside client must not be
+handed data either.
+
+Going offline also shuts down every connection to a now-refused address, connected or still
+connecting (pooled HTTP clients included), and exports the level to Python children through a
+`sitecustomize` on their PYTHONPATH (see `child_guard/`). A child the guard could not follow
+(an environment without the export, -I/-E/-S, another PYTHONHOME) is not started. Native code
+(Rust, C, ctypes) and what non-Python children do themselves are invisible here: only the
+operating-system sandbox (`sandbox.py`, layer 3) stops them.
 """
 
 from __future__ import annotations
@@ -26,15 +33,19 @@ from __future__ import annotations
 import _socket
 import contextlib
 import enum
+import errno
 import ipaddress
 import logging
+import mmap
 import os
 import re
+import shlex
+import shutil
 import socket
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +80,24 @@ _DNS_PORT = 53
 # Dotted forms inet_aton accepts: 1 to 4 parts, each decimal, octal (leading 0) or hex (0x).
 _NUMERIC_IPV4 = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}", re.I)
 _PYTHON_EXECUTABLE = re.compile(r"python[0-9.]*w?(?:\.exe)?", re.I)
+# The symbol python's own main() calls (Py_Main on Windows): a renamed or copied interpreter
+# still contains it, a program that merely embeds Python (vim, gdb) does not.
+_PYTHON_MAIN_SYMBOLS = (b"Py_BytesMain", b"Py_Main\0")
+# Interpreter options that take the next argument as their value (CPython's getopt table).
+_PYTHON_VALUE_FLAGS = "WX"
+_PYTHON_VALUE_LONG_OPTIONS = frozenset({"--check-hash-based-pycs"})
+# `env` options (GNU and BSD) whose value is the next argument when not attached.
+_ENV_VALUE_FLAGS = "uCSP"
+_ENV_LONG_OPTIONS = {"--ignore-environment": "-i", "--unset": "-u", "--chdir": "-C",
+                     "--split-string": "-S"}  # fmt: skip
+_SHEBANG_DEPTH = 4  # scripts whose interpreter is a script, and so on
+
+# Events between the guard and its audit hook, which keeps the floor of an inherited guard.
+_FLOOR_EVENT = "hybrid_llm.net.guard.floor"  # (list,): the hook appends its floor
+_SEAL_EVENT = "hybrid_llm.net.guard.seal"  # (level,): raises the floor; nothing lowers it
+_SET_LEVEL_EVENT = "hybrid_llm.net.guard.set_level"  # (level,): refused below the floor
+# Ways Python code could reach the hook's closure (and so its floor), refused once sealed.
+_SEALED_INTROSPECTION = frozenset({"gc.get_objects", "gc.get_referrers"})
 
 
 class Level(enum.IntEnum):
@@ -105,26 +134,39 @@ class NetworkGuard:
     """The process-wide guard state. Use the module functions; there is one guard per process."""
 
     def __init__(self) -> None:
-        self.level = Level.ONLINE
-        # An inherited guard (a child of an offline process) can never go below this level.
-        self.floor = Level.ONLINE
+        self._level = Level.ONLINE
         self._installed = False
         self._lock = threading.RLock()
         self._clients: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._connected: set[int] = set()  # fds/handles that ever connected (Windows sweep)
+        # fd -> (socket identity, address) of every connect call, online too: the sweep needs
+        # the destination of a connect still in flight, which getpeername cannot tell.
+        self._destinations: dict[int, tuple[int | None, Any]] = {}
         self._hints_set: list[str] = []
+
+    @property
+    def floor(self) -> Level:
+        """The level an inherited guard can never go below. Kept by the audit hook, not here,
+        so that no assignment in Python code can lower it."""
+        answers: list[Level] = []
+        sys.audit(_FLOOR_EVENT, answers)
+        return max(answers, default=Level.ONLINE)
+
+    @property
+    def level(self) -> Level:
+        return max(self._level, self.floor)
 
     # -- destination rules, shared by the patches and the audit hook --------------------------
 
-    def check_host(self, host: object, what: str, layer: str) -> None:
+    def check_host(self, host: object, what: str, layer: str, level: Level | None = None) -> None:
         """Refuse `host` unless it is loopback (or `localhost`) and loopback is allowed."""
-        refusal = self.refusal(host)
+        refusal = self.refusal(host, level)
         if refusal is not None:
             raise _refused(f"{what} {refusal}", layer)
 
-    def refusal(self, host: object) -> str | None:
+    def refusal(self, host: object, level: Level | None = None) -> str | None:
         """Why `host` is refused now (for example "to 10.0.0.1"), or None when it is allowed."""
-        if self.level is Level.ONLINE:
+        level = self.level if level is None else level
+        if level is Level.ONLINE:
             return None
         if host is None or host in ("", b""):  # passive lookups and INADDR_ANY mean this host
             address: Any = ipaddress.IPv4Address(0)
@@ -132,27 +174,63 @@ class NetworkGuard:
             name = host.decode("ascii", "replace") if isinstance(host, bytes) else str(host)
             address = parse_ip(name)
             if address is None:
-                if _is_localhost(name) and self.level is Level.LOOPBACK:
+                if _is_localhost(name) and level is Level.LOOPBACK:
                     return None
                 return f"of host name {name!r}"
-        if self.level is Level.LOOPBACK and is_loopback(address):
+        if level is Level.LOOPBACK and is_loopback(address):
             return None
         return f"to {address}"
 
-    def check_address(self, family: int, address: object, what: str, layer: str) -> None:
-        if self.level is Level.ONLINE or family in _LOCAL_FAMILIES:
-            return
+    def address_refusal(
+        self, family: int, address: object, level: Level | None = None
+    ) -> str | None:
+        """Why a connection to `address` (a socket address of `family`) is refused, or None."""
+        level = self.level if level is None else level
+        if level is Level.ONLINE or family in _LOCAL_FAMILIES:
+            return None
         if family in _IP_FAMILIES and isinstance(address, tuple) and address:
-            self.check_host(address[0], what, layer)
-            if len(address) > 1 and address[1] == _DNS_PORT:
+            refusal = self.refusal(address[0], level)
+            if refusal is None and len(address) > 1 and address[1] == _DNS_PORT:
                 # A local resolver stub (127.0.0.53) would forward the query to the internet.
-                raise _refused(f"{what} to the DNS port of {address[0]}", layer)
-            return
-        raise _refused(f"{what} on socket family {family}", layer)
+                return f"to the DNS port of {address[0]}"
+            return refusal
+        return f"on socket family {family}"
 
-    def check_new_socket(self, family: int, kind: int, layer: str) -> None:
+    def check_address(
+        self, family: int, address: object, what: str, layer: str, level: Level | None = None
+    ) -> None:
+        refusal = self.address_refusal(family, address, level)
+        if refusal is not None:
+            raise _refused(f"{what} {refusal}", layer)
+
+    def check_bind(
+        self, family: int, address: object, what: str, layer: str, level: Level | None = None
+    ) -> None:
+        """Offline, a server may listen on loopback only (in loopback mode): anything bound to
+        another address, or to all of them, would hand data to outside clients."""
+        level = self.level if level is None else level
+        if level is Level.ONLINE or family not in _IP_FAMILIES:
+            return  # other families are refused when the socket is created
+        host = address[0] if isinstance(address, tuple) and address else None
+        if level is Level.LOOPBACK and _is_loopback_host(host):
+            return
+        where = f"on {host}" if host not in (None, "", b"") else "on all addresses"
+        raise _refused(f"{what} {where}", layer)
+
+    def check_listening(self, sock: Any, what: str, layer: str) -> None:
+        """`listen`/`accept`: judged by the address the socket is bound to (an unbound socket
+        that listens is bound by the kernel to all addresses)."""
+        if self.level is Level.ONLINE or sock.family not in _IP_FAMILIES:
+            return
+        bound = sock.getsockname()
+        self.check_bind(sock.family, ("", 0) if bound[1] == 0 else bound, what, layer)
+
+    def check_new_socket(
+        self, family: int, kind: int, layer: str, level: Level | None = None
+    ) -> None:
         """Only local families and ordinary IP sockets: raw sockets can forge any destination."""
-        if self.level is Level.ONLINE or family == -1 or family in _LOCAL_FAMILIES:
+        level = self.level if level is None else level
+        if level is Level.ONLINE or family == -1 or family in _LOCAL_FAMILIES:
             return
         base_kind = kind & ~(
             getattr(socket, "SOCK_NONBLOCK", 0) | getattr(socket, "SOCK_CLOEXEC", 0)
@@ -161,50 +239,46 @@ class NetworkGuard:
             return
         raise _refused(f"creating a socket of family {family}, type {kind}", layer)
 
-    def check_child(self, executable: object, args: object, env: object) -> None:
-        """A Python child must be able to load the inherited guard, else it is not started."""
-        if self.level is Level.ONLINE:
+    def check_child(
+        self, executable: object, args: object, env: object, level: Level | None = None
+    ) -> None:
+        """Start a child only where the guard can follow it: its environment must carry the
+        guard (any program could start Python), and a Python child must load it."""
+        level = self.level if level is None else level
+        if level is Level.ONLINE:
             return
-        argv = [os.fsdecode(a) for a in args] if isinstance(args, (list, tuple)) else []
-        program = os.fsdecode(executable) if executable else (argv[0] if argv else "")
-        if not _is_python(program):
-            return  # non-Python children: only the sandbox (layer 3) can confine them
-        if env is not None and not _env_carries_guard(env):
-            raise _refused(
-                "starting a Python child with an environment that drops the network guard",
-                LAYER_CHILD,
-            )
-        if _isolation_flags(argv[1:]):
-            raise _refused(
-                "starting a Python child with -I/-E/-S, which would skip the network guard",
-                LAYER_CHILD,
-            )
+        refusal = _child_refusal(executable, _argv(args), _environment(env), level)
+        if refusal is not None:
+            raise _refused(f"starting {refusal}", LAYER_CHILD)
 
     # -- transitions ------------------------------------------------------------------------
 
     def set_level(self, level: Level) -> None:
         with self._lock:
-            if level < self.floor:
-                raise NetworkBlockedError(
-                    "going online: this process inherited offline mode from its parent",
-                    LAYER_CHILD,
-                )
             self.install()
-            tighter = level > self.level
-            self.level = level
+            sys.audit(_SET_LEVEL_EVENT, level)  # the hook refuses going below an inherited floor
+            changed, tighter = level != self._level, level > self._level
+            self._level = level
             _export_to_children(level)
             self._set_offline_hints(level is not Level.ONLINE)
+            if changed:
+                _stop_forkserver()
             if tighter:
                 self._close_clients()
                 self._shut_down_refused_connections()
+
+    def seal(self, level: Level) -> None:
+        """Lock this process at `level` or stricter for good (an inherited guard)."""
+        sys.audit(_SEAL_EVENT, level)
 
     def register_client(self, client: Any) -> None:
         with self._lock:
             self._clients.add(client)
 
-    def note_connected(self, sock: Any) -> None:
+    def note_connect(self, sock: Any, address: object) -> None:
         with contextlib.suppress(OSError, ValueError):
-            self._connected.add(sock.fileno())
+            fd = sock.fileno()
+            self._destinations[fd] = (_socket_identity(fd), address)
 
     def install(self) -> None:
         """Patch the socket module and add the audit hook, once per process."""
@@ -214,6 +288,7 @@ class NetworkGuard:
             for name, value in _TELEMETRY_OPT_OUTS.items():
                 os.environ.setdefault(name, value)
             _patch_socket_module(self)
+            _patch_fork_exec(self)
             sys.addaudithook(_make_audit_hook(self))
             self._installed = True
 
@@ -227,33 +302,46 @@ class NetworkGuard:
             self._clients.discard(client)
 
     def _shut_down_refused_connections(self) -> None:
-        """Shut down every connected socket whose peer is now refused, whoever opened it.
+        """Shut down every connection to a now-refused destination, whoever opened it.
 
         Scans all descriptors where the OS lists them (/dev/fd), so connections opened by native
-        code are cut too; elsewhere (Windows) only sockets seen connecting.
+        code are cut too; elsewhere (Windows) only sockets seen connecting. A connect still in
+        flight has no peer yet: its destination is the one recorded from the connect call, and
+        shutting it down aborts the handshake.
         """
-        candidates = set(self._connected)
+        candidates = set(self._destinations)
         with contextlib.suppress(OSError):
             candidates.update(int(name) for name in os.listdir("/dev/fd") if name.isdigit())
         for fd in candidates:
             try:
                 sock = _socket.socket(fileno=fd)
             except (OSError, ValueError):
-                self._connected.discard(fd)
+                self._destinations.pop(fd, None)
                 continue
             try:
-                if sock.family not in _IP_FAMILIES:
+                destination = self._destination(sock, fd)
+                if destination is None:
                     continue
-                try:
-                    peer = sock.getpeername()
-                except OSError:
-                    continue  # listening or not connected
-                if self.refusal(peer[0]) is not None:
+                refusal = self.address_refusal(sock.family, destination)
+                if refusal is not None:
                     with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_RDWR)
-                    log.info("offline: shut down the open connection to %s", peer[0])
+                    log.info("offline: shut down the connection %s", refusal)
             finally:
                 sock.detach()  # the descriptor belongs to its owner; never close it here
+
+    def _destination(self, sock: Any, fd: int) -> object | None:
+        """The peer of an IP socket, or where its connect in flight goes; None for the rest
+        (listening, unconnected, or connected by native code before we saw it)."""
+        if sock.family not in _IP_FAMILIES:
+            return None
+        try:
+            return sock.getpeername()
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN or sock.type != socket.SOCK_STREAM:
+                return None
+        identity, address = self._destinations.get(fd, (None, None))
+        return address if identity == _socket_identity(fd) else None
 
     def _set_offline_hints(self, offline: bool) -> None:
         if offline:
@@ -306,35 +394,163 @@ def _is_localhost(host: object) -> bool:
     return isinstance(host, (str, bytes)) and os.fsdecode(host).lower() == "localhost"
 
 
-def _is_python(program: str) -> bool:
-    if not program:
-        return False
-    name = os.path.basename(program)
-    if _PYTHON_EXECUTABLE.fullmatch(name):
+def _is_loopback_host(host: object) -> bool:
+    """A loopback address proper: unlike a destination, the unspecified address means all."""
+    if _is_localhost(host):
         return True
-    with contextlib.suppress(OSError):
-        return os.path.realpath(program) == os.path.realpath(sys.executable)
-    return False
+    address = parse_ip(os.fsdecode(host)) if isinstance(host, (str, bytes)) and host else None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address is not None and address.is_loopback
 
 
-def _env_carries_guard(env: Any) -> bool:
-    def get(key: str) -> str:
-        value = env.get(key, env.get(key.encode(), "")) if hasattr(env, "get") else ""
-        return os.fsdecode(value) if value else ""
+def _socket_identity(fd: int) -> int | None:
+    """Tells a socket from a later one that reuses its descriptor number (None on Windows)."""
+    try:
+        return os.fstat(fd).st_ino
+    except OSError:
+        return None
 
-    paths = get("PYTHONPATH").split(os.pathsep)
-    return bool(get(GUARD_ENV)) and str(CHILD_GUARD_DIR) in paths
+
+# -- children ------------------------------------------------------------------------------
+
+
+def _argv(args: object) -> list[str]:
+    if isinstance(args, (list, tuple)):
+        return [os.fsdecode(a) for a in args]
+    if isinstance(args, (str, bytes)):  # Windows: one command line
+        return [a.strip('"') for a in shlex.split(os.fsdecode(args), posix=False)]
+    return []
+
+
+def _environment(env: object) -> dict[str, str]:
+    """The environment a child gets: `env` (a mapping, or fork_exec's list of b"K=V"), or
+    ours when None."""
+    if env is None:
+        return dict(os.environ)
+    if isinstance(env, Mapping):
+        return {os.fsdecode(k): os.fsdecode(v) for k, v in env.items()}
+    pairs = (os.fsdecode(item).partition("=") for item in env)  # type: ignore[attr-defined]
+    return {key: value for key, _, value in pairs}
+
+
+def _child_refusal(
+    executable: object, argv: list[str], env: dict[str, str], level: Level, depth: int = 0
+) -> str | None:
+    """Why a child cannot be followed by the guard (for example "a Python child with -I"),
+    or None. `env` programs and `#!` scripts are followed to what they run."""
+    problem = _env_problem(env, level)
+    if problem is not None:
+        return f"a child whose environment {problem} (it could start Python)"
+    program = os.fsdecode(executable) if executable else (argv[0] if argv else "")
+    path = shutil.which(program, path=env.get("PATH", os.defpath)) or program
+    if _is_env_program(path) and depth < _SHEBANG_DEPTH:
+        inner_argv, inner_env = _after_env(argv[1:], env)
+        return _child_refusal(None, inner_argv, inner_env, level, depth + 1) if inner_argv else None
+    shebang = _shebang(path)
+    if shebang is not None and depth < _SHEBANG_DEPTH:
+        return _child_refusal(None, [*shebang, path, *argv[1:]], env, level, depth + 1)
+    if _is_python(program, path) and _isolation_flags(argv[1:]):
+        return "a Python child with -I, -E or -S, which would skip the network guard"
+    return None
+
+
+def _env_problem(env: Mapping[str, str], level: Level) -> str | None:
+    """How `env` would lose the guard in a Python started from it, or None."""
+    inherited = {"loopback": Level.LOOPBACK, "strict": Level.STRICT}.get(env.get(GUARD_ENV, ""))
+    if inherited is None or inherited < level:
+        return f"drops the network guard ({GUARD_ENV})"
+    if env.get("PYTHONPATH", "").split(os.pathsep)[0] != str(CHILD_GUARD_DIR):
+        return "does not put the guard's sitecustomize first on PYTHONPATH"
+    if env.get("PYTHONHOME") != os.environ.get("PYTHONHOME"):
+        return "sets PYTHONHOME (another standard library need not load the guard)"
+    return None
+
+
+def _is_env_program(path: str) -> bool:
+    return os.path.basename(path) in ("env", "env.exe")
+
+
+def _after_env(args: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The command `env ARGS` runs, and its environment (-i, -u, NAME=VALUE, -S applied)."""
+    env, pending = dict(env), list(args)
+    while pending:
+        arg = pending.pop(0)
+        name, _, attached = arg.partition("=")
+        if arg.startswith("--") and name in _ENV_LONG_OPTIONS:
+            arg = _ENV_LONG_OPTIONS[name] + attached
+        if arg == "--":
+            break
+        if arg in ("-", "-i"):
+            env.clear()
+        elif arg.startswith("-") and len(arg) > 1 and not arg.startswith("--"):
+            flag, value = arg[1], arg[2:]
+            if flag in _ENV_VALUE_FLAGS and not value and pending:
+                value = pending.pop(0)
+            if flag == "i":
+                env.clear()
+            elif flag == "u":
+                env.pop(value, None)
+            elif flag == "S":
+                pending[:0] = shlex.split(value)
+        elif not arg.startswith("-") and "=" in arg:
+            env[name] = attached
+        elif not arg.startswith("-"):
+            return [arg, *pending], env
+    return pending, env
+
+
+def _shebang(path: str) -> list[str] | None:
+    """The interpreter line of a `#!` script, as the kernel splits it: program, one argument."""
+    try:
+        with open(path, "rb") as script:
+            head = script.read(256)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    line = os.fsdecode(head[2:].split(b"\n", 1)[0]).strip()
+    interpreter, _, argument = line.partition(" ")
+    argument = argument.strip()
+    return [interpreter, argument] if argument else [interpreter] if interpreter else None
+
+
+def _is_python(program: str, path: str) -> bool:
+    """A Python interpreter, by name or by content (a renamed copy still is one)."""
+    if _PYTHON_EXECUTABLE.fullmatch(os.path.basename(program)):
+        return True
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    key = (path, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key not in _python_binaries:
+        _python_binaries[key] = _contains_python_main(path)
+    return _python_binaries[key]
+
+
+_python_binaries: dict[tuple[str, int, int, int], bool] = {}
+
+
+def _contains_python_main(path: str) -> bool:
+    try:
+        with open(path, "rb") as binary, mmap.mmap(binary.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return any(m.find(symbol) != -1 for symbol in _PYTHON_MAIN_SYMBOLS)
+    except (OSError, ValueError):  # unreadable, or empty (mmap refuses a zero-length file)
+        return False
 
 
 def _isolation_flags(options: list[str]) -> bool:
     """True when the interpreter options before the program include -I, -E or -S, which skip
-    PYTHONPATH or site (and so the inherited guard)."""
-    skip_next = False
-    for option in options:
-        if skip_next:
-            skip_next = False
-            continue
+    PYTHONPATH or site (and so the inherited guard). Options that take a value skip it."""
+    pending = list(options)
+    while pending:
+        option = pending.pop(0)
         if option.startswith("--"):
+            if option == "--":
+                return False  # the script name comes next
+            if option in _PYTHON_VALUE_LONG_OPTIONS and pending:
+                pending.pop(0)
             continue
         if not option.startswith("-") or option == "-":
             return False  # the script name: interpreter options end here
@@ -343,10 +559,21 @@ def _isolation_flags(options: list[str]) -> bool:
                 return True
             if flag in "cm":
                 return False  # the rest is the program
-            if flag in "WX":
-                skip_next = position == len(option)  # the value is the next argument
+            if flag in _PYTHON_VALUE_FLAGS:
+                if position == len(option) and pending:
+                    pending.pop(0)  # the value is the next argument
                 break
     return False
+
+
+def _stop_forkserver() -> None:
+    """A multiprocessing forkserver forks children from its own state, fixed when it started:
+    stopped on every change of level, it is started again with the current one when needed."""
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    server = getattr(forkserver, "_forkserver", None)
+    if getattr(server, "_forkserver_pid", None) is not None:
+        with contextlib.suppress(Exception):
+            server._stop()  # type: ignore[union-attr]
 
 
 def _pythonpath_without_child_guard(value: str) -> list[str]:
@@ -371,6 +598,7 @@ def _patch_socket_module(guard: NetworkGuard) -> None:
     """Wrap the public socket API in place, so existing sockets and subclasses are covered too."""
     cls = socket.socket
     original_init = cls.__init__
+    original_accept = cls.accept
     original_create_connection = socket.create_connection
     original_getaddrinfo = socket.getaddrinfo
     original_gethostbyname = socket.gethostbyname
@@ -398,6 +626,18 @@ def _patch_socket_module(guard: NetworkGuard) -> None:
         call.__name__ = name
         call.__doc__ = method.__doc__
         return call
+
+    def bind(self: socket.socket, address: Any) -> None:
+        guard.check_bind(self.family, address, "bind", LAYER_PATCH)
+        _socket.socket.bind(self, address)
+
+    def listen(self: socket.socket, *backlog: int) -> None:
+        guard.check_listening(self, "listen", LAYER_PATCH)
+        _socket.socket.listen(self, *backlog)
+
+    def accept(self: socket.socket) -> tuple[socket.socket, Any]:
+        guard.check_listening(self, "accept", LAYER_PATCH)
+        return original_accept(self)
 
     def create_connection(address: tuple[Any, ...], *args: Any, **kwargs: Any) -> socket.socket:
         guard.check_host(address[0], "create_connection", LAYER_PATCH)
@@ -432,6 +672,9 @@ def _patch_socket_module(guard: NetworkGuard) -> None:
     cls.connect_ex = guarded("connect_ex", 0)  # type: ignore[method-assign]
     cls.sendto = guarded("sendto", 1)  # type: ignore[method-assign]
     cls.sendmsg = guarded("sendmsg", 3)  # type: ignore[method-assign]
+    cls.bind = bind  # type: ignore[method-assign]
+    cls.listen = listen  # type: ignore[method-assign]
+    cls.accept = accept  # type: ignore[method-assign]
     socket.create_connection = create_connection
     socket.getaddrinfo = getaddrinfo
     socket.gethostbyname = gethostbyname
@@ -456,40 +699,73 @@ def _localhost_addresses(
     return answers
 
 
+def _patch_fork_exec(guard: NetworkGuard) -> None:
+    """`_posixsubprocess.fork_exec` starts children without an audit event when called directly
+    (`multiprocessing.util.spawnv_passfds`, the forkserver and resource tracker): checked here."""
+    try:
+        import _posixsubprocess
+    except ImportError:  # Windows
+        return
+    original = _posixsubprocess.fork_exec
+
+    def fork_exec(args: Any, executable_list: Any, *rest: Any) -> int:
+        existing = [p for p in executable_list or () if os.path.exists(p)]
+        guard.check_child((existing or executable_list or [None])[0], args, rest[3])
+        return original(args, executable_list, *rest)
+
+    _posixsubprocess.fork_exec = fork_exec
+
+
 def _make_audit_hook(guard: NetworkGuard) -> Callable[[str, tuple[Any, ...]], None]:
-    """The backup layer: the C socket module raises these events whatever reference was used."""
+    """The backup layer: the C socket module raises these events whatever reference was used.
 
-    def on_connect(args: tuple[Any, ...]) -> None:
+    It also keeps the floor of an inherited guard in its closure, which Python code cannot
+    reach (hooks cannot be listed or removed; the gc walks that could find it are refused once
+    sealed): every check here uses at least that level, whatever `guard._level` says.
+    """
+    floor = Level.ONLINE
+
+    def on_connect(args: tuple[Any, ...], level: Level) -> None:
         sock, address = args
-        guard.note_connected(sock)
-        guard.check_address(sock.family, address, "connect", LAYER_AUDIT)
+        guard.note_connect(sock, address)  # recorded even online, for the sweep
+        guard.check_address(sock.family, address, "connect", LAYER_AUDIT, level)
 
-    def on_send(args: tuple[Any, ...]) -> None:
+    def on_bind(args: tuple[Any, ...], level: Level) -> None:
+        guard.check_bind(args[0].family, args[1], "bind", LAYER_AUDIT, level)
+
+    def on_send(args: tuple[Any, ...], level: Level) -> None:
         sock, address = args
         if address is not None:
-            guard.check_address(sock.family, address, "send", LAYER_AUDIT)
+            guard.check_address(sock.family, address, "send", LAYER_AUDIT, level)
 
-    def on_new(args: tuple[Any, ...]) -> None:
-        guard.check_new_socket(int(args[1]), int(args[2]), LAYER_AUDIT)
+    def on_new(args: tuple[Any, ...], level: Level) -> None:
+        guard.check_new_socket(int(args[1]), int(args[2]), LAYER_AUDIT, level)
 
-    def on_lookup(args: tuple[Any, ...]) -> None:
-        guard.check_host(args[0], "name lookup", LAYER_AUDIT)
+    def on_lookup(args: tuple[Any, ...], level: Level) -> None:
+        guard.check_host(args[0], "name lookup", LAYER_AUDIT, level)
 
-    def on_reverse(args: tuple[Any, ...]) -> None:
+    def on_reverse(args: tuple[Any, ...], level: Level) -> None:
         address = args[0]
-        guard.check_host(
-            address[0] if isinstance(address, tuple) else address, "reverse lookup", LAYER_AUDIT
-        )
+        host = address[0] if isinstance(address, tuple) else address
+        guard.check_host(host, "reverse lookup", LAYER_AUDIT, level)
 
-    def on_child(args: tuple[Any, ...]) -> None:
+    def on_child(args: tuple[Any, ...], level: Level) -> None:
         executable, argv, env = args[0], args[1], args[-1]
-        guard.check_child(executable, argv, env)
+        guard.check_child(executable, argv, env, level)
 
-    def on_spawn(args: tuple[Any, ...]) -> None:  # os.spawn*: (mode, path, args, env)
-        guard.check_child(args[1], args[2], args[3])
+    def on_spawn(args: tuple[Any, ...], level: Level) -> None:  # os.spawn*: (mode, path, args, env)
+        guard.check_child(args[1], args[2], args[3], level)
 
-    handlers: dict[str, Callable[[tuple[Any, ...]], None]] = {
+    def on_system(args: tuple[Any, ...], level: Level) -> None:
+        guard.check_child("/bin/sh", ["/bin/sh", "-c", args[0]], None, level)
+
+    def on_class_attribute(args: tuple[Any, ...], level: Level) -> None:
+        if floor is not Level.ONLINE and args[0] in (NetworkGuard, Level):
+            raise _refused(f"changing the network guard's {args[1]}", LAYER_AUDIT)
+
+    handlers: dict[str, Callable[[tuple[Any, ...], Level], None]] = {
         "socket.__new__": on_new,
+        "socket.bind": on_bind,
         "socket.sendto": on_send,
         "socket.sendmsg": on_send,
         "socket.getaddrinfo": on_lookup,
@@ -500,18 +776,38 @@ def _make_audit_hook(guard: NetworkGuard) -> Callable[[str, tuple[Any, ...]], No
         "os.posix_spawn": on_child,
         "os.exec": on_child,
         "os.spawn": on_spawn,
+        "os.system": on_system,
+        "object.__setattr__": on_class_attribute,
+        "object.__delattr__": on_class_attribute,
     }
+
+    def on_guard_event(event: str, args: tuple[Any, ...]) -> None:
+        nonlocal floor
+        if event == _FLOOR_EVENT:
+            args[0].append(floor)
+        elif event == _SEAL_EVENT:
+            floor = max(floor, Level(args[0]))
+        elif event == _SET_LEVEL_EVENT and args[0] < floor:
+            raise NetworkBlockedError(
+                "going online: this process inherited offline mode from its parent", LAYER_CHILD
+            )
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         # Called for every audit event in the process (imports, opens...): stay cheap.
+        if event.startswith("hybrid_llm.net.guard."):
+            on_guard_event(event, args)
+            return
+        level = max(guard._level, floor)
         if event == "socket.connect":
-            on_connect(args)  # recorded even online, for the sweep when going offline
+            on_connect(args, level)  # recorded even online, for the sweep when going offline
             return
-        if guard.level is Level.ONLINE:
+        if level is Level.ONLINE:
             return
+        if floor is not Level.ONLINE and event in _SEALED_INTROSPECTION:
+            raise _refused(f"{event} in a process with an inherited guard", LAYER_AUDIT)
         handler = handlers.get(event)
         if handler is not None:
-            handler(args)
+            handler(args, level)
 
     return hook
 
@@ -659,4 +955,4 @@ def inherit_from_environment() -> None:
         return
     level = {"loopback": Level.LOOPBACK, "strict": Level.STRICT}.get(value, Level.STRICT)
     _GUARD.set_level(level)
-    _GUARD.floor = level
+    _GUARD.seal(level)

@@ -6,6 +6,11 @@ answers HTTP requests (keep-alive) so that, with the guard off, every probe comp
 Counts are read over a Unix socket in a temporary directory, which works from any process and
 any network namespace (a filesystem socket ignores the network namespace), and is never refused
 by the guard.
+
+Some probes need more than a port to connect to, and ask for it over the same control socket
+(`request`): an outside client that dials in to a server the probe runs (`dial`), a port of the
+probe's choosing such as the DNS port (`listen`), and a port where a connect stays in flight
+until the probe says so (`hold`, then `release`).
 """
 
 from __future__ import annotations
@@ -40,17 +45,28 @@ class Hits:
 
 def read_counts(control_path: str | Path) -> dict[str, Hits]:
     """Ask the listener what each port has seen so far (pending connections included)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
-        control.settimeout(10)
-        control.connect(str(control_path))
-        control.sendall(b"counts\n")
-        control.shutdown(socket.SHUT_WR)
-        data = b"".join(iter(lambda: control.recv(65536), b""))
-    raw = json.loads(data)
+    raw = json.loads(_ask(control_path, b"counts\n"))
     return {
         name: Hits(h["connections"], h["requests"], h["datagrams"], h["payload"].encode("latin-1"))
         for name, h in raw.items()
     }
+
+
+def request(control_path: str | Path, command: str, name: str, port: int = 0) -> dict[str, Any]:
+    """One of `dial` (connect to `port` on the listener's host and count what arrives under
+    `name`), `listen` (also count connections to `port` under `name`), `hold` (a new port where
+    connects stay in flight) or `release` (let them complete); the answer has "port" or
+    "error"."""
+    return json.loads(_ask(control_path, json.dumps([command, name, port]).encode()))
+
+
+def _ask(control_path: str | Path, message: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
+        control.settimeout(10)
+        control.connect(str(control_path))
+        control.sendall(message)
+        control.shutdown(socket.SHUT_WR)
+        return b"".join(iter(lambda: control.recv(65536), b""))
 
 
 class CountingListener:
@@ -135,6 +151,9 @@ class _Server:
 
     def __init__(self, host: str, tcp: list[str], udp: list[str], control: str) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.host, self.family = host, family
+        self.held: dict[str, tuple[socket.socket, socket.socket]] = {}  # server, its filler
+        self.extra_ports: set[tuple[str, int]] = set()
         self.selector = selectors.DefaultSelector()
         self.hits = {name: _Port() for name in [*tcp, *udp]}
         self.ports: dict[str, int] = {}
@@ -149,14 +168,14 @@ class _Server:
         self.selector.register(control_socket, selectors.EVENT_READ, (self._control, ""))
 
     def _listen(
-        self, name: str, sock: socket.socket, host: str, handler: Callable[..., None]
+        self, name: str, sock: socket.socket, host: str, handler: Callable[..., None], port: int = 0
     ) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, 0))
+        sock.bind((host, port))
         if sock.type == socket.SOCK_STREAM:
             sock.listen(128)
         sock.setblocking(False)
-        self.ports[name] = sock.getsockname()[1]
+        self.ports.setdefault(name, sock.getsockname()[1])
         self.selector.register(sock, selectors.EVENT_READ, (handler, name))
 
     def run(self) -> None:
@@ -220,8 +239,60 @@ class _Server:
             request = b"".join(iter(lambda: conn.recv(1024), b""))
             if request.strip() == b"counts":
                 self._settle()
-                answer = {n: port.as_json() for n, port in self.hits.items()}
-                conn.sendall(json.dumps(answer).encode())
+                answer: dict[str, Any] = {n: port.as_json() for n, port in self.hits.items()}
+            else:
+                try:
+                    answer = self._command(*json.loads(request))
+                except (OSError, ValueError, TypeError, KeyError) as exc:
+                    answer = {"error": f"{type(exc).__name__}: {exc}"}
+            conn.sendall(json.dumps(answer).encode())
+
+    def _command(self, command: str, name: str, port: int) -> dict[str, Any]:
+        if name not in self.hits:
+            raise KeyError(name)
+        if command == "dial":  # an outside client: only what the probe's server sends counts
+            client = socket.create_connection((self.host, port), timeout=5)
+            client.setblocking(False)
+            self.buffers[client] = bytearray()
+            self.selector.register(client, selectors.EVENT_READ, (self._read, name))
+            return {"port": port}
+        if command == "listen":
+            if (name, port) in self.extra_ports:
+                return {"port": port}
+            server = socket.socket(self.family, socket.SOCK_STREAM)
+            try:
+                self._listen(name, server, self.host, self._accept, port=port)
+            except OSError:
+                server.close()
+                raise
+            self.extra_ports.add((name, port))
+            return {"port": port}
+        if command == "hold":
+            return {"port": self._hold(name)}
+        if command == "release":
+            self._release(name)
+            return {"port": port}
+        raise ValueError(f"unknown command {command!r}")
+
+    def _hold(self, name: str) -> int:
+        """A port whose accept queue (backlog 0) is filled by the listener's own connection: a
+        SYN to it is dropped, so a connect to it stays in flight until `_release`."""
+        server = socket.socket(self.family, socket.SOCK_STREAM)
+        server.bind((self.host, 0))
+        server.listen(0)
+        filler = socket.create_connection(server.getsockname()[:2], timeout=5)
+        self.held[name] = (server, filler)
+        return server.getsockname()[1]
+
+    def _release(self, name: str) -> None:
+        """Take the filler out of the queue, uncounted; the retransmitted SYNs then get in."""
+        server, filler = self.held.pop(name)
+        server.settimeout(5)
+        own, _ = server.accept()
+        own.close()
+        filler.close()
+        server.setblocking(False)
+        self.selector.register(server, selectors.EVENT_READ, (self._accept, name))
 
 
 def _names(text: str) -> list[str]:

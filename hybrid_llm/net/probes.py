@@ -1,8 +1,10 @@
 """Every egress path we know of, each tried against its own port of a counting listener.
 
 A probe is one way code could reach the network: a library (urllib, httpx, asyncio), a raw
-socket API, a reference captured before the guard, a connection already open, a child process,
-or native code (the Rust client in `ddgs`, ctypes, a non-Python child). `verify-offline` and the
+socket API, a reference captured before the guard, a connection already open or still
+connecting, a server an outside client dials in to, a child process (and the ways a child could
+shed the inherited guard), or native code (the Rust client in `ddgs`, ctypes, a non-Python
+child). `verify-offline` and the
 tests run them; the listener's counts, not the exceptions, decide whether a probe leaked.
 
 Run as `python -m hybrid_llm.net.probes` to probe from a fresh process (verify-offline does,
@@ -19,19 +21,26 @@ import ctypes
 import http.client
 import json
 import multiprocessing
+import multiprocessing.forkserver
+import multiprocessing.util
 import os
+import select
+import shlex
 import shutil
 import socket
 import struct
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import urllib.request
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from hybrid_llm.net import guard, sandbox
-from hybrid_llm.net.listener import read_counts
+from hybrid_llm.net.listener import read_counts, request
 
 TIMEOUT = 3.0
 MODES = ("strict", "loopback", "off")
@@ -49,12 +58,30 @@ except OSError as exc:
     print(exc)
     sys.exit(4)
 """
+# Every way we know for a child to lower the guard it inherited; each must fail.
+_UNLOCKING_CODE = """
+from hybrid_llm.net import guard
+for unlock in (
+    "guard._GUARD.floor = guard.Level.ONLINE",
+    "guard._GUARD._level = guard.Level.ONLINE",
+    "guard.NetworkGuard.level = guard.Level.ONLINE",
+    "guard.disable()",
+):
+    try:
+        exec(unlock)
+    except Exception:
+        pass
+"""
+_QUIET_STDOUT = "import os; os.dup2(os.open(os.devnull, os.O_WRONLY), 1)\n"
+_DNS_PORT = 53
 
 
 @dataclass(frozen=True)
 class Target:
     host: str
     port: int
+    control: str = ""  # the listener's control socket, for probes that ask it for more
+    name: str = ""  # the probe's name: what the listener counts under
 
     @property
     def url(self) -> str:
@@ -71,6 +98,10 @@ class EgressProbe:
     native: bool = False  # invisible to the in-process guard: only the sandbox (layer 3) stops it
     stopped_by: str | None = None  # the guard's action that stops it, when it raises no guard error
     available: Callable[[], bool] = lambda: True
+    # False for what offline mode refuses even with loopback allowed (a server on all
+    # addresses, the DNS port, a child the guard cannot follow): tried in loopback mode, the
+    # looser one, whenever the guard is on.
+    loopback_allowed: bool = True
 
 
 @dataclass(frozen=True)
@@ -183,12 +214,135 @@ def _reuse_pooled_client(target: Target, client: Any) -> None:
     client.get(target.url)
 
 
-def _python_child(target: Target, _: Any) -> None:
+def _listener_port(target: Target, command: str, port: int = 0) -> int:
+    answer = request(target.control, command, target.name, port)
+    if "error" in answer:
+        raise OSError(f"the listener could not {command}: {answer['error']}")
+    return int(answer["port"])
+
+
+def _all_addresses(host: str) -> str:
+    return "::" if ":" in host else "0.0.0.0"
+
+
+def _serve_outside_client(target: Target, server: socket.socket) -> None:
+    """The listener dials in, as a client elsewhere on the network would, and is sent data."""
+    server.settimeout(TIMEOUT)
+    _listener_port(target, "dial", server.getsockname()[1])
+    conn, _ = server.accept()
+    with conn:
+        conn.sendall(b"sent while offline\n")
+
+
+def _open_server(target: Target) -> socket.socket:
+    server = socket.socket(_family(target.host), socket.SOCK_STREAM)
+    server.bind((_all_addresses(target.host), 0))
+    server.listen(1)
+    return server
+
+
+def _server_bound_offline(target: Target, _: Any) -> None:
+    with _open_server(target) as server:
+        _serve_outside_client(target, server)
+
+
+def _connect_in_flight(target: Target) -> socket.socket:
+    """A non-blocking connect to a port whose accept queue is full: it stays in SYN_SENT."""
+    port = _listener_port(target, "hold")
+    sock = socket.socket(_family(target.host), socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.connect_ex((target.host, port))
+    _, done, _ = select.select([], [sock], [], 0.2)
+    if done:
+        sock.close()
+        raise OSError("the connect did not stay in flight")
+    return sock
+
+
+def _complete_connect(target: Target, sock: socket.socket) -> None:
+    _listener_port(target, "release")  # the next retransmitted SYN gets in
+    _, done, _ = select.select([], [sock], [], TIMEOUT + 1)
+    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if not done or error:
+        raise OSError(error, os.strerror(error) if error else "the connect never completed")
+    sock.setblocking(True)
+    sock.sendall(b"sent while offline\n")
+
+
+def _open_dns_port_socket(target: Target) -> socket.socket:
+    return _open_socket(Target(target.host, _listener_port(target, "listen", _DNS_PORT)))
+
+
+def _can_listen_on_the_dns_port() -> bool:
+    """Port 53 is privileged on Linux (root, or a lowered ip_unprivileged_port_start)."""
+    if not _linux() or os.geteuid() == 0:
+        return True
+    with contextlib.suppress(OSError, ValueError):
+        return int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text()) <= _DNS_PORT
+    return False
+
+
+def _child_argv(target: Target, *options: str, code: str = _CHILD_CODE) -> list[str]:
+    return [sys.executable, *options, "-c", code, target.host, str(target.port)]
+
+
+def _run_child(command: Sequence[str] | str, **popen: Any) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", _CHILD_CODE, target.host, str(target.port)],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+        command, capture_output=True, text=True, timeout=30, check=False, **popen
+    )
     _raise_for_child(result.returncode, result.stdout.strip() or result.stderr.strip())
+
+
+def _python_child(target: Target, _: Any) -> None:
+    _run_child(_child_argv(target))
+
+
+def _shell_child_with_empty_environment(target: Target, _: Any) -> None:
+    _run_child(shlex.join(_child_argv(target)), shell=True, env={})
+
+
+def _env_i_child(target: Target, _: Any) -> None:
+    _run_child(["env", "-i", *_child_argv(target)])
+
+
+def _isolated_child_after_a_valued_option(target: Target, _: Any) -> None:
+    _run_child(_child_argv(target, "--check-hash-based-pycs", "default", "-I"))
+
+
+def _child_with_a_sitecustomize_first(target: Target, _: Any) -> None:
+    with tempfile.TemporaryDirectory() as first:
+        Path(first, "sitecustomize.py").touch()
+        path = os.pathsep.join([first, os.environ.get("PYTHONPATH", "")])
+        _run_child(_child_argv(target), env={**os.environ, "PYTHONPATH": path})
+
+
+def _copied_interpreter_with_pythonhome(target: Target, _: Any) -> None:
+    """A renamed copy of this interpreter, with PYTHONHOME pointing at a copy of the standard
+    library whose site.py does nothing (so no sitecustomize, no guard)."""
+    stdlib = Path(sysconfig.get_path("stdlib"))
+    with tempfile.TemporaryDirectory() as home:
+        library = Path(home, "lib", stdlib.name)
+        library.mkdir(parents=True)
+        for entry in stdlib.iterdir():
+            if entry.name != "site.py":
+                (library / entry.name).symlink_to(entry)
+        (library / "site.py").touch()
+        interpreter = Path(home, "interp")
+        shutil.copy2(os.path.realpath(sys.executable), interpreter)
+        argv = [str(interpreter), *_child_argv(target, "-X", "frozen_modules=off")[1:]]
+        _run_child(argv, env={**os.environ, "PYTHONHOME": home})
+
+
+def _spawnv_passfds_child(target: Target, _: Any) -> None:
+    """multiprocessing's own way to start a child: no audit event is raised for it."""
+    argv = _child_argv(target, "-I", code=_QUIET_STDOUT + _CHILD_CODE)
+    pid = multiprocessing.util.spawnv_passfds(os.fsencode(sys.executable), argv, ())
+    _, status = os.waitpid(pid, 0)
+    _raise_for_child(os.waitstatus_to_exitcode(status), "guard")
+
+
+def _unlocking_child(target: Target, _: Any) -> None:
+    _run_child(_child_argv(target, code=_UNLOCKING_CODE + _CHILD_CODE))
 
 
 def _spawned_connect(host: str, port: int) -> None:
@@ -201,13 +355,35 @@ def _spawned_connect(host: str, port: int) -> None:
         sys.exit(_CHILD_FAILED)
 
 
-def _multiprocessing_spawn(target: Target, _: Any) -> None:
-    process = multiprocessing.get_context("spawn").Process(
+def _multiprocessing_child(target: Target, start_method: str) -> None:
+    process = multiprocessing.get_context(start_method).Process(
         target=_spawned_connect, args=(target.host, target.port)
     )
     process.start()
     process.join(60)
     _raise_for_child(process.exitcode, "inherited guard")  # the exit status says no more
+
+
+def _multiprocessing_spawn(target: Target, _: Any) -> None:
+    _multiprocessing_child(target, "spawn")
+
+
+class _RunningForkserver:
+    """A forkserver started while online, stopped when the probe is done."""
+
+    def __init__(self) -> None:
+        multiprocessing.forkserver.ensure_running()
+
+    def close(self) -> None:
+        multiprocessing.forkserver._forkserver._stop()  # type: ignore[attr-defined]
+
+
+def _start_forkserver(_: Target) -> _RunningForkserver:
+    return _RunningForkserver()
+
+
+def _forkserver_child(target: Target, _: Any) -> None:
+    _multiprocessing_child(target, "forkserver")
 
 
 def _ddgs(target: Target, _: Any) -> None:
@@ -256,6 +432,14 @@ def _linux() -> bool:
     return sys.platform.startswith("linux")
 
 
+def _posix() -> bool:
+    return os.name == "posix"
+
+
+def _has_forkserver() -> bool:
+    return "forkserver" in multiprocessing.get_all_start_methods()
+
+
 def _has_ddgs() -> bool:
     import importlib.util
 
@@ -278,8 +462,53 @@ PROBES: tuple[EgressProbe, ...] = (
         stopped_by="shut down on going offline",
     ),
     EgressProbe("pooled httpx connection from before", _reuse_pooled_client, _open_pooled_client),
+    EgressProbe(
+        "server on all addresses (bound offline)", _server_bound_offline, loopback_allowed=False,
+    ),
+    EgressProbe(
+        "server on all addresses (listening from before)", _serve_outside_client, _open_server,
+        loopback_allowed=False,
+    ),
+    EgressProbe(
+        "connect in flight when going offline", _complete_connect, _connect_in_flight,
+        stopped_by="shut down on going offline", available=_posix,
+    ),
+    EgressProbe(
+        "DNS-port connection from before (loopback mode)", _send_on_open_socket,
+        _open_dns_port_socket, stopped_by="shut down on going offline",
+        available=_can_listen_on_the_dns_port, loopback_allowed=False,
+    ),
     EgressProbe("Python child process", _python_child),
+    EgressProbe(
+        "Python child via a shell with env={}", _shell_child_with_empty_environment,
+        available=_posix, loopback_allowed=False,
+    ),
+    EgressProbe(
+        "Python child via env -i", _env_i_child,
+        available=lambda: shutil.which("env") is not None, loopback_allowed=False,
+    ),
+    EgressProbe(
+        "Python child with -I after --check-hash-based-pycs", _isolated_child_after_a_valued_option,
+        loopback_allowed=False,
+    ),
+    EgressProbe(
+        "Python child with another sitecustomize first", _child_with_a_sitecustomize_first,
+        loopback_allowed=False,
+    ),
+    EgressProbe(
+        "copied interpreter with PYTHONHOME", _copied_interpreter_with_pythonhome,
+        available=_posix, loopback_allowed=False,
+    ),
+    EgressProbe("child unlocking its inherited guard", _unlocking_child),
     EgressProbe("multiprocessing spawn child", _multiprocessing_spawn),
+    EgressProbe(
+        "multiprocessing.util.spawnv_passfds child", _spawnv_passfds_child, available=_posix,
+        loopback_allowed=False,
+    ),
+    EgressProbe(
+        "forkserver started before going offline", _forkserver_child, _start_forkserver,
+        available=_has_forkserver,
+    ),
     EgressProbe("ddgs (Rust HTTP client)", _ddgs, native=True, available=_has_ddgs),
     EgressProbe("ctypes connect()", _ctypes_connect, native=True, available=_linux),
     EgressProbe(
@@ -325,7 +554,8 @@ def run_probes(
     "strict" (loopback refused too), "loopback" (loopback allowed) or "off"."""
     selected = [p for p in PROBES if p.available() and (names is None or p.name in names)]
     return [
-        _run_one(probe, Target(host, ports[probe.name]), control_path, mode) for probe in selected
+        _run_one(probe, Target(host, ports[probe.name], control_path, probe.name), control_path, mode)
+        for probe in selected
     ]
 
 
@@ -338,7 +568,7 @@ def _run_one(probe: EgressProbe, target: Target, control_path: str, mode: str) -
     before = read_counts(control_path)[probe.name]
     error: BaseException | None = None
     try:
-        with _guard_in(mode):
+        with _guard_in(mode if probe.loopback_allowed or mode == "off" else "loopback"):
             probe.attempt(target, state)
     except Exception as exc:  # noqa: BLE001 - every failure is a result here
         error = exc

@@ -14,13 +14,24 @@ _HERE = Path(__file__).resolve().parent
 
 
 def _guard_child() -> None:
+    """Install the guard from this very installation (a `hybrid_llm` elsewhere on the path must
+    not stand in for it); a child that cannot install it does not run at all."""
     if not os.environ.get("HYBRID_LLM_NET_GUARD"):
         return
-    if importlib.util.find_spec("hybrid_llm") is None:  # a Python outside our environment
-        sys.path.append(str(_HERE.parent.parent.parent))
-    from hybrid_llm.net.guard import inherit_from_environment
+    root = str(_HERE.parent.parent.parent)
+    sys.path.insert(0, root)
+    try:
+        from hybrid_llm.net.guard import inherit_from_environment
 
-    inherit_from_environment()
+        inherit_from_environment()
+    except BaseException as exc:  # noqa: BLE001 - any failure here would leave the child online
+        sys.stderr.write(
+            f"hybrid-llm: this Python child of an offline process could not install the "
+            f"network guard ({type(exc).__name__}: {exc}), so it does not run\n"
+        )
+        os._exit(70)  # EX_SOFTWARE; site.py would report an exception and carry on unguarded
+    finally:
+        sys.path.remove(root)
 
 
 def _run_next_sitecustomize() -> None:
