@@ -82,3 +82,32 @@ def test_nested_values_are_redacted_and_counted():
     assert TOKENS["github-token"] not in str(redacted)
     assert redacted["sources"] == ["a.py:1-3"] and redacted["n"] == 3
     assert count == 1
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"',
+        '"signing": "JcBQmqZ03tGfARC8y5LRhlzykWFAP7Pm482oFyzF"',
+        "session_salt := 'HvoPAeDx24kTaQuZGUELog7q'",
+    ],
+)
+def test_random_literals_assigned_to_any_name_are_redacted(line):
+    text, count = redact(line)
+    assert "[REDACTED:" in text and count == 1
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        'SECRET_KEY = os.environ["SECRET_KEY"]',
+        "TOKEN = None",
+        'eos_token = "</s>"',
+        'MODEL = "sentence-transformers/all-MiniLM-L6-v2"',
+        'DIGEST = "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"',
+        '"200": "V1PodCertificateRequestList",',
+        'if key == "JcBQmqZ03tGfARC8y5LRhlzykWFAP7Pm482oFyzF":',
+    ],
+)
+def test_code_reading_secrets_names_and_digests_are_left_alone(code):
+    assert redact(code) == (code, 0)

@@ -218,6 +218,8 @@ class Session:
             raise UserError(f"{path} is not a directory")
         with self.foreground.busy(), self._index_lock:
             self._close_index()
+            if self._coder is not None:  # its retrievers hold the index just closed
+                self._coder.close()
             self.repo = path.resolve()
             self.index_status = None
             self.vectors = None

@@ -42,3 +42,19 @@ def test_index_path_switches_the_codebase(repo: Path, tmp_path: Path) -> None:
         assert session.index_status.files == 1
     finally:
         session.close()
+
+
+def test_switching_codebases_and_back_keeps_answering(repo: Path) -> None:
+    """The red-team repro: an answer, /index a subdirectory, /index back, then a request failed
+    with "Cannot operate on a closed database" until the REPL was restarted."""
+    io = ScriptedIO()
+    session = Session(offline_config(rag={"enabled": True}), repo, provider=FakeProvider())
+    try:
+        commands = Commands(io, session)
+        for line in ["/code call greet", "/index src", f"/index {repo}", "/code call greet again"]:
+            commands.run(line)
+        assert session.repo == repo.resolve()
+        sources = io.output[len(io.output) - 1 - io.output[::-1].index("Sources:") + 1 :]
+        assert "  src/util.py:1-2" in sources
+    finally:
+        session.close()
