@@ -71,14 +71,22 @@ def check_python() -> CheckResult:
 
 
 def check_engine() -> CheckResult:
-    """Which llama.cpp binding is active, and what the CPU offers it."""
-    from hybrid_llm.llm.engine_info import describe_engine
+    """The llama.cpp build in use and its real speed: the smoke test runs the model in a child
+    process, so a build this CPU cannot run is reported here, not by a vanished REPL."""
+    from hybrid_llm.llm.engine_cli import engine_verdict
 
-    engine = describe_engine()
-    if engine is None:
-        return CheckResult("llama.cpp engine", False, "neither llama-cpp-python nor xllamacpp",
-                           INSTALL_FIX)
-    return CheckResult("llama.cpp engine", True, engine)
+    ok, detail = engine_verdict()
+    return CheckResult("llama.cpp engine", ok, detail,
+                       "hybrid-llm engine install (rebuilds with safer flags until one runs)")
+
+
+def check_speculative() -> CheckResult:
+    """Which speculative decoding the llama.cpp backend uses, and how well the last answer's
+    drafts were accepted."""
+    from hybrid_llm.llm.speculative import DRAFT_PULL_FIX, installation_status
+
+    ok, detail = installation_status(load_config().generation.speculative)
+    return CheckResult("speculative decoding", ok, detail, DRAFT_PULL_FIX)
 
 
 def check_config() -> CheckResult:
@@ -135,6 +143,7 @@ CHECKS: tuple[Callable[[], CheckResult], ...] = (
     check_config,
     *(lambda d=dep: check_dependency(*d) for dep in DEPENDENCIES),
     check_engine,
+    check_speculative,
     check_guard,
     check_model,
     check_index,

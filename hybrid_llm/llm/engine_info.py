@@ -9,8 +9,10 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import re
+import subprocess
+import sys
 
-CPU_FEATURES = ("AVX", "AVX2", "AVX512", "AVX512_VNNI", "FMA", "F16C", "NEON", "ARM_FMA")
+CPU_FEATURES = ("AVX", "AVX2", "AVX512", "AVX512_VNNI", "FMA", "F16C", "AMX_INT8", "NEON", "ARM_FMA")
 
 
 def active_engine() -> str | None:
@@ -21,14 +23,25 @@ def active_engine() -> str | None:
     return None
 
 
-def cpu_features() -> list[str]:
-    """Features llama.cpp was built to use, read from its own system-info string."""
-    if active_engine() != "llama_cpp":
-        return []
-    import llama_cpp
+def installed_system_info() -> tuple[str | None, str]:
+    """(llama.cpp's description of the installed build, or None and why not), read in a child
+    process: a library built for instructions this CPU lacks may crash whoever loads it."""
+    from hybrid_llm.llm.engine_check import describe_exit
 
-    info = llama_cpp.llama_print_system_info().decode(errors="replace")
-    present = set(re.findall(r"(\w+)\s*=\s*1\b", info))
+    code = "import llama_cpp; print(llama_cpp.llama_print_system_info().decode(errors='replace'))"
+    try:
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                               stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return None, "the engine hung while loading its library"
+    if child.returncode != 0:
+        return None, describe_exit(child.returncode, child.stderr)
+    return child.stdout.strip(), ""
+
+
+def cpu_features(system_info: str) -> list[str]:
+    """Features llama.cpp was built to use, read from its own system-info string."""
+    present = set(re.findall(r"(\w+)\s*=\s*1\b", system_info))
     return [feature for feature in CPU_FEATURES if feature in present]
 
 
@@ -37,8 +50,14 @@ def describe_engine() -> str | None:
     if engine is None:
         return None
     distribution = "llama-cpp-python" if engine == "llama_cpp" else "xllamacpp"
-    version = importlib.metadata.version(distribution)
+    try:
+        version = importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        version = "(version unknown: not installed by pip)"
     if engine == "xllamacpp":
         return f"xllamacpp {version} (prebuilt, AVX2; serves on a loopback port)"
-    features = ", ".join(cpu_features()) or "no SIMD features reported"
-    return f"llama-cpp-python {version} (compiled for this CPU: {features})"
+    info, error = installed_system_info()
+    if info is None:
+        return f"llama-cpp-python {version} (its library cannot be loaded: {error})"
+    features = ", ".join(cpu_features(info)) or "no SIMD features reported"
+    return f"llama-cpp-python {version} (built for: {features})"
