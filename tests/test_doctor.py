@@ -38,7 +38,8 @@ def test_installed_system_passes(default_model_file: Path, tmp_path: Path) -> No
     result = run_doctor({"HYBRID_LLM_HOME": str(tmp_path / "home")})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "✔ model" in result.stdout
-    assert "✔ llama.cpp engine" in result.stdout
+    engine_line = next(line for line in result.stdout.splitlines() if line.startswith("✔ llama.cpp engine"))
+    assert "prefill" in engine_line and "decode" in engine_line and "tok/s" in engine_line
 
 
 def test_missing_required_dependency_is_a_failure_with_a_fix() -> None:
