@@ -77,6 +77,13 @@ class RagSettings(_Section):
     # REPL: serve requests with keyword search while vectors are computed between requests;
     # false: a request waits until every chunk is embedded.
     background_embedding: bool = True
+    # Retrieved code scoring below this (rag/relevance.py) stays out of the prompt and is
+    # listed as "not used"; 0 sends every retrieved chunk. Calibrated by bench/relevance_bench.py.
+    relevance_threshold: float = Field(0.0, ge=0, le=1)
+    # The best `full_chunks` chunks go into the prompt whole, the rest as outlines (signatures,
+    # docstrings, enclosing class): more of the codebase in fewer tokens. false: all whole.
+    compact_context: bool = True
+    full_chunks: int = Field(1, ge=1)
 
 
 class GenerationSettings(_Section):

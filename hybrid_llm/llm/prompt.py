@@ -6,7 +6,15 @@ The budget is `context_length - max_tokens - reserve`. The request and system pr
 first; code and web context fill the rest in rank order, and the first item that does not fit
 ends the list, so the lowest-ranked are dropped first; leftover room then keeps older turns.
 Retrieved code is also capped at `code_tokens` (config `rag.context_tokens`): on a CPU every
-prompt token delays the answer, and the best-ranked few chunks carry most of the value.
+prompt token delays the answer, and the best-ranked few chunks carry most of the value. With
+`full_chunks` set (config `rag.compact_context`), only that many best-ranked chunks are shown
+whole and the rest as outlines (signatures, docstrings, enclosing class; `code_outline`), so
+more of the codebase fits in the same tokens.
+
+The system prompt is short and says nothing about a codebase: the rules for excerpts (reuse
+them, cite them) travel with the excerpts in the user message, so a request without code
+context is asked exactly as the bare model would be asked (measured by
+bench/humaneval_bench.py), and the system prompt stays one constant prefix for the KV cache.
 
 Earlier turns are replayed exactly as they were sent, so the prompt of turn N is a prefix of
 the prompt of turn N+1 and llama.cpp does not re-process it. A chunk already shown in a kept
@@ -20,17 +28,18 @@ from dataclasses import dataclass, field
 
 from hybrid_llm.errors import UserError
 from hybrid_llm.llm.base import Message
+from hybrid_llm.llm.code_outline import outline
 from hybrid_llm.net.passage import WebPassage
 from hybrid_llm.rag.chunk import RetrievedChunk
 
-SYSTEM_PROMPT = """\
-You are a coding assistant working inside the user's codebase.
-Code excerpts from that codebase may be shown, each under a `path:start-end` header.
-- Reuse the code you are shown: import it and call it. Never re-define or re-implement a \
-function or class that appears in an excerpt, even in a simplified form; if it must change, \
-show the edited version of that function in its file.
+SYSTEM_PROMPT = "You are a coding assistant. Write code in fenced blocks with a language tag."
+
+CODE_RULES = """\
+Code from the user's repository follows, each excerpt under its `path:start-end` header; an \
+outline shows only signatures and docstrings, `...` marks what is left out.
+- Reuse this code: import it and call it. Never re-define or re-implement a function or class \
+shown here, even in a simplified form; if it must change, show the edited version in its file.
 - When you rely on an excerpt, cite its `path:start-end` header.
-- Write code in fenced blocks with a language tag. Keep explanations short.
 - If the excerpts do not contain what you need, say so instead of inventing APIs."""
 
 # Chat-template tokens around each message (`<|im_start|>role\n ... <|im_end|>\n` in ChatML)
@@ -73,9 +82,11 @@ class PromptBuilder:
         reserve: int = DEFAULT_RESERVE_TOKENS,
         system_prompt: str = SYSTEM_PROMPT,
         code_tokens: int | None = None,
+        full_chunks: int | None = None,
     ) -> None:
         self._count = count_tokens
         self.code_tokens = code_tokens
+        self.full_chunks = full_chunks
         self.budget = context_length - max_tokens - reserve
         self.system_prompt = system_prompt
         if self.budget <= 0:
@@ -120,16 +131,24 @@ class PromptBuilder:
         self, passages: list[WebPassage], chunks: list[RetrievedChunk], room: int
     ) -> tuple[list[WebPassage], list[RetrievedChunk], int]:
         """Web passages first (the user asked for them), then chunks; within each list the
-        first item that does not fit ends it, so only the lowest-ranked are left out."""
-        chosen_passages, used = self._take(passages, format_passage, room)
+        first item that does not fit ends it, so only the lowest-ranked are left out. The code
+        rules' cost is reserved before chunks are taken, and only paid if one is."""
+        chosen_passages, used = self._take(passages, lambda passage, _: format_passage(passage), room)
         code_room = room - used if self.code_tokens is None else min(room - used, self.code_tokens)
-        chosen_chunks, used_by_chunks = self._take(chunks, format_chunk, code_room)
+        rules = self._count(CODE_RULES) + 2
+        chosen_chunks, used_by_chunks = self._take(chunks, self._render_chunk, code_room - rules)
+        if chosen_chunks:
+            used_by_chunks += rules
         return chosen_passages, chosen_chunks, used + used_by_chunks
 
+    def _render_chunk(self, chunk: RetrievedChunk, position: int) -> str:
+        return format_chunk(chunk, whole=self.full_chunks is None or position < self.full_chunks)
+
     def _take(self, items: list, render: Callable, room: int) -> tuple[list, int]:
+        """The leading items that fit in `room`; `render(item, position)` gives each one's text."""
         used = 0
         for taken, item in enumerate(items):
-            cost = self._count(render(item)) + 2  # the blank lines joining sections
+            cost = self._count(render(item, taken)) + 2  # the blank lines joining sections
             if used + cost > room:
                 return items[:taken], used
             used += cost
@@ -147,7 +166,7 @@ class PromptBuilder:
         dropped: dict[str, int],
     ) -> BuiltPrompt:
         while True:
-            user_message = format_user_message(request, chunks, passages)
+            user_message = format_user_message(request, chunks, passages, self.full_chunks)
             messages: list[Message] = [{"role": "system", "content": self.system_prompt}]
             for turn in history[len(history) - kept :]:
                 messages.append({"role": "user", "content": turn.user_message})
@@ -200,9 +219,12 @@ def _newest_within(costs: Sequence[int], limit: int) -> int:
     return kept
 
 
-def format_chunk(retrieved: RetrievedChunk) -> str:
+def format_chunk(retrieved: RetrievedChunk, *, whole: bool = True) -> str:
+    """The chunk under its citation: its text, or (`whole=False`) its outline."""
     chunk = retrieved.chunk
-    return f"### {chunk.citation}\n```{chunk.language}\n{chunk.text.rstrip()}\n```"
+    if whole:
+        return f"### {chunk.citation}\n```{chunk.language}\n{chunk.text.rstrip()}\n```"
+    return f"### {chunk.citation}\n```{chunk.language}\n{outline(chunk)}\n```"
 
 
 def format_passage(passage: WebPassage) -> str:
@@ -211,12 +233,16 @@ def format_passage(passage: WebPassage) -> str:
 
 
 def format_user_message(
-    request: str, chunks: Sequence[RetrievedChunk], passages: Sequence[WebPassage]
+    request: str, chunks: Sequence[RetrievedChunk], passages: Sequence[WebPassage],
+    full_chunks: int | None = None,
 ) -> str:
-    """The user turn: context sections first, the request last (closest to the answer)."""
+    """The user turn: context sections first, the request last (closest to the answer). The
+    first `full_chunks` chunks are shown whole and the rest as outlines (None: all whole)."""
     sections = []
     if chunks:
-        sections.append("Code from the repository:\n\n" + "\n\n".join(map(format_chunk, chunks)))
+        shown = [format_chunk(chunk, whole=full_chunks is None or position < full_chunks)
+                 for position, chunk in enumerate(chunks)]
+        sections.append(CODE_RULES + "\n\n" + "\n\n".join(shown))
     if passages:
         sections.append("From the web:\n\n" + "\n\n".join(map(format_passage, passages)))
     if not sections:

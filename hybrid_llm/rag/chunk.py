@@ -46,8 +46,18 @@ class Chunk:
 
 @dataclass(frozen=True)
 class RetrievedChunk:
-    """A chunk with its fused score and the searches that found it ("dense", "keyword")."""
+    """A chunk with its fused score and the searches that found it ("dense", "keyword").
+
+    The fused score is built from ranks, so it says nothing about whether the chunk is
+    relevant at all; the raw evidence does, and the relevance gate reads it: `similarity` is
+    the cosine between query and chunk embeddings (None when the dense search did not run),
+    `keyword_score` the BM25 score (0 when no query term matched), `named` whether the chunk
+    defines an identifier the query spells out.
+    """
 
     chunk: Chunk
     score: float
     sources: tuple[str, ...] = field(default_factory=tuple)
+    similarity: float | None = None
+    keyword_score: float = 0.0
+    named: bool = False

@@ -17,12 +17,16 @@ identifier (`parseHttpResponse`, `Config.load`) gives the chunk defining it one 
 first-place keyword vote, and chunks holding no whole definition (imports, data tables) score
 `rag.non_definition_factor` of what they would. A weight of 0 switches a search off
 (keyword-only, dense-only).
+
+Each result also carries the raw evidence behind it (cosine similarity, BM25 score, whether it
+defines a name the query spells out): fused scores are ranks and cannot say whether anything
+relevant was found at all, which `hybrid_llm.rag.relevance` decides from that evidence.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -83,14 +87,30 @@ class _Span:
     chunk: Chunk
     score: float
     sources: set[str]
+    evidence: _Evidence
 
     def touches(self, other: Chunk) -> bool:
         return (other.start_line <= self.chunk.end_line + 1
                 and self.chunk.start_line <= other.end_line + 1)
 
-    def absorb(self, other: Chunk, sources: tuple[str, ...]) -> None:
+    def absorb(self, other: Chunk, sources: tuple[str, ...], evidence: _Evidence) -> None:
         self.chunk = _union(self.chunk, other)
         self.sources.update(sources)
+        self.evidence = self.evidence.strongest(evidence)
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """The raw scores behind one chunk or span (see `RetrievedChunk`)."""
+
+    similarity: float | None = None
+    keyword_score: float = 0.0
+    named: bool = False
+
+    def strongest(self, other: _Evidence) -> _Evidence:
+        similarities = [s for s in (self.similarity, other.similarity) if s is not None]
+        return _Evidence(max(similarities, default=None), max(self.keyword_score, other.keyword_score),
+                         self.named or other.named)
 
 
 def _union(first: Chunk, second: Chunk) -> Chunk:
@@ -149,26 +169,31 @@ class HybridRetriever:
         embedding = None
         pool = max(k, _MIN_POOL) * (_DEEPER if language or path_glob else 1)
         while True:
-            rankings, embedding = self._search(query, pool, weights, embedding)
+            found, embedding = self._search(query, pool, weights, embedding)
+            rankings = {name: [item for item, _ in hits] for name, hits in found.items()}
             fused = reciprocal_rank_fusion(rankings, weights, self.settings.rrf_k)
             chunks = self.index.get_chunks([item for item, _, _ in fused])
-            fused = self._prefer_definitions(self._promote_named(query, fused, chunks), chunks)
+            named = self._named(query, fused, chunks)
+            fused = self._prefer_definitions(self._promote_named(fused, named), chunks)
             fused.sort(key=lambda entry: -entry[1])
-            spans = self._spans(fused, chunks, k, language, path_glob)
+            evidence = _evidence(found, named)
+            spans = self._spans(fused, chunks, k, language, path_glob, evidence)
             exhausted = all(len(ranking) < pool for ranking in rankings.values())
             if len(spans) == k or exhausted or pool >= _MAX_POOL:
                 break
             pool *= _DEEPER
         return [
             RetrievedChunk(span.chunk, span.score,
-                           tuple(name for name in rankings if name in span.sources))
+                           tuple(name for name in rankings if name in span.sources),
+                           span.evidence.similarity, span.evidence.keyword_score,
+                           span.evidence.named)
             for span in spans
         ]
 
-    def _search(self, query: str, pool: int, weights: dict[str, float],
-                embedding: np.ndarray | None) -> tuple[dict[str, list[str]], np.ndarray | None]:
-        """Best-first ids from each search whose weight is not 0 (0 switches one off), and the
-        query's embedding (computed on the first call only, so it is embedded once).
+    def _search(self, query: str, pool: int, weights: dict[str, float], embedding: np.ndarray | None
+                ) -> tuple[dict[str, list[tuple[str, float]]], np.ndarray | None]:
+        """Best-first (id, score) from each search whose weight is not 0 (0 switches one off),
+        and the query's embedding (computed on the first call only, so it is embedded once).
 
         The keyword search runs on a worker thread while this one embeds the query and
         searches the vectors: SQLite, ONNX Runtime and hnswlib all release the GIL, so a query
@@ -177,33 +202,42 @@ class HybridRetriever:
         keyword = None
         if weights["keyword"] > 0:
             keyword = self._worker().submit(self.index.keyword_search, query, pool)
-        rankings = {}
+        found = {}
         if weights["dense"] > 0:
             if embedding is None:
                 embedding = self.index.embedder.embed_query(query)
-            rankings["dense"] = [item for item, _ in self.index.dense_search(embedding, pool)]
+            found["dense"] = self.index.dense_search(embedding, pool)
         if keyword is not None:
-            rankings["keyword"] = [item for item, _ in keyword.result()]
-        return rankings, embedding
+            found["keyword"] = keyword.result()
+        return found, embedding
 
     def _worker(self) -> ThreadPoolExecutor:
         if self._keyword_worker is None:
             self._keyword_worker = ThreadPoolExecutor(1, thread_name_prefix="keyword-search")
         return self._keyword_worker
 
-    def _promote_named(self, query: str, fused: list[tuple[str, float, tuple[str, ...]]],
-                       chunks: dict[str, Chunk]) -> list[tuple[str, float, tuple[str, ...]]]:
+    @staticmethod
+    def _named(query: str, fused: list[tuple[str, float, tuple[str, ...]]],
+               chunks: dict[str, Chunk]) -> set[str]:
+        """Ids of the candidates defining an identifier the query spells out."""
+        names = query_identifiers(query)
+        return {
+            item for item, _, _ in fused
+            if names and (chunk := chunks.get(item)) is not None and chunk.symbol
+            and _normalise(chunk.symbol.rsplit(".", 1)[-1]) in names
+        }
+
+    def _promote_named(self, fused: list[tuple[str, float, tuple[str, ...]]],
+                       named: set[str]) -> list[tuple[str, float, tuple[str, ...]]]:
         """A chunk defining an identifier the query spells out (`parseHttpResponse`,
         `Config.load`) gets one more first-place keyword vote: someone who types a name
         wants its definition, not the places that merely use it. Order is left to the caller."""
-        names = query_identifiers(query)
-        if not names or self.settings.keyword_weight == 0:
+        if not named or self.settings.keyword_weight == 0:
             return fused
         bonus = self.settings.keyword_weight / (self.settings.rrf_k + 1)
         promoted = []
         for item, score, sources in fused:
-            chunk = chunks.get(item)
-            if chunk is not None and chunk.symbol and _normalise(chunk.symbol.rsplit(".", 1)[-1]) in names:
+            if item in named:
                 score += bonus
                 sources = tuple(dict.fromkeys((*sources, "keyword")))
             promoted.append((item, score, sources))
@@ -229,7 +263,8 @@ class HybridRetriever:
         ]
 
     def _spans(self, fused: list[tuple[str, float, tuple[str, ...]]], chunks: dict[str, Chunk],
-               k: int, language: str | None, path_glob: str | None) -> list[_Span]:
+               k: int, language: str | None, path_glob: str | None,
+               evidence: Callable[[str], _Evidence]) -> list[_Span]:
         """Walk the fused ranking until `k` spans: only chunks ranked above the k-th span
         are merged into earlier ones, so a span grows by relevant neighbours only."""
         spans: list[_Span] = []
@@ -247,9 +282,22 @@ class HybridRetriever:
             same_file = per_file.setdefault(chunk.path, [])
             touching = next((span for span in same_file if span.touches(chunk)), None)
             if touching is not None:
-                touching.absorb(chunk, sources)
+                touching.absorb(chunk, sources, evidence(item))
             elif len(same_file) < self.settings.max_chunks_per_file:
-                span = _Span(chunk, score, set(sources))
+                span = _Span(chunk, score, set(sources), evidence(item))
                 same_file.append(span)
                 spans.append(span)
         return spans
+
+
+def _evidence(found: dict[str, list[tuple[str, float]]], named: set[str]) -> Callable[[str], _Evidence]:
+    """Each candidate's raw scores. A candidate outside the dense pool gets the pool's lowest
+    similarity, an upper bound (it ranked below all of them), so the gate never under-rates it."""
+    similarity = dict(found.get("dense", []))
+    keyword = dict(found.get("keyword", []))
+    floor = min(similarity.values(), default=None)
+
+    def of(item: str) -> _Evidence:
+        return _Evidence(similarity.get(item, floor), keyword.get(item, 0.0), item in named)
+
+    return of

@@ -78,9 +78,17 @@ def test_chunks_appear_with_bodies_under_their_citation_and_passages_under_their
     assert built.chunks == [chunk] and built.passages == [passage]
 
 
-def test_system_prompt_asks_to_import_and_call_shown_code():
-    assert "import it and call it" in SYSTEM_PROMPT
-    assert "Never re-define or re-implement" in SYSTEM_PROMPT
+def test_excerpts_come_with_the_rules_to_reuse_them_and_a_bare_request_with_nothing(count):
+    builder = PromptBuilder(count, context_length=4096, max_tokens=512)
+
+    with_code = builder.build("cache helper_3", chunks=[make_chunk(3)]).messages
+    bare = builder.build("write a linked list").messages
+
+    assert "import it and call it" in with_code[-1]["content"]
+    assert "Never re-define or re-implement" in with_code[-1]["content"]
+    assert bare == [{"role": "system", "content": SYSTEM_PROMPT},
+                    {"role": "user", "content": "write a linked list"}]
+    assert "codebase" not in SYSTEM_PROMPT and "excerpt" not in SYSTEM_PROMPT
 
 
 def test_next_turn_replays_the_previous_prompt_as_its_prefix(count):

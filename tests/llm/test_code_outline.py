@@ -1,0 +1,87 @@
+"""Compact context: lower-ranked chunks reach the model as what a caller needs (signatures,
+docstrings, the enclosing class), chunked by the real tree-sitter chunker."""
+
+from __future__ import annotations
+
+from hybrid_llm.llm.code_outline import outline
+from hybrid_llm.llm.prompt import PromptBuilder
+from hybrid_llm.rag.chunk import RetrievedChunk
+from hybrid_llm.rag.chunker import CodeChunker
+
+LEDGER = '''"""Ledger entries."""
+
+CURRENCY = "EUR"
+
+
+class Ledger:
+    """Double-entry book of one account."""
+
+    owner: str
+
+    def post(self, amount: float, memo: str = "") -> None:
+        """Record a movement of `amount`.
+
+        Negative amounts are debits.
+        """
+        entry = (amount, memo)
+        self.entries.append(entry)
+        self.balance += amount
+
+    @property
+    def overdrawn(self) -> bool:
+        return self.balance < 0
+
+
+def parse_amount(text: str) -> float:
+    """Read "1.234,50" or "1,234.50" as a float."""
+    cleaned = text.replace(" ", "")
+    if cleaned.count(",") == 1 and cleaned.rfind(",") > cleaned.rfind("."):
+        cleaned = cleaned.replace(".", "").replace(",", ".")
+    return float(cleaned.replace(",", ""))
+'''
+
+
+def chunks_of(text: str, max_chars: int = 1200) -> list:
+    return CodeChunker(max_chars).chunk("books/ledger.py", text)
+
+
+def test_outline_keeps_signatures_docstrings_and_class_but_not_bodies():
+    shown = "\n".join(outline(chunk) for chunk in chunks_of(LEDGER, max_chars=5000))
+
+    assert 'CURRENCY = "EUR"' in shown
+    assert "class Ledger:" in shown and '"""Double-entry book of one account."""' in shown
+    assert "owner: str" in shown
+    assert "def post(self, amount: float, memo: str = \"\") -> None:" in shown
+    assert '"""Record a movement of `amount`."""' in shown, "the docstring's first paragraph"
+    assert "Negative amounts" not in shown
+    assert "@property" in shown and "def overdrawn(self) -> bool:" in shown
+    assert "def parse_amount(text: str) -> float:" in shown
+    assert "entries.append" not in shown and "cleaned" not in shown, "bodies are left out"
+    assert shown.count("...") == 3
+
+
+def test_a_method_chunk_is_outlined_inside_its_class():
+    method = next(c for c in chunks_of(LEDGER, max_chars=200) if c.symbol == "Ledger.post")
+    shown = outline(method)
+
+    assert shown.startswith("class Ledger:\n    def post(")
+    assert "self.balance" not in shown
+
+
+def test_compact_prompt_shows_the_best_chunk_whole_and_fits_more_in_fewer_tokens(tiny_tokenizer):
+    count = lambda text: len(tiny_tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+    retrieved = [RetrievedChunk(chunk, 1.0 / rank) for rank, chunk in enumerate(chunks_of(LEDGER, 250), 1)
+                 if chunk.defines]
+    assert [chunk.chunk.symbol for chunk in retrieved] == ["Ledger.post", "Ledger.overdrawn", "parse_amount"]
+    whole = PromptBuilder(count, context_length=4096, max_tokens=512).build("fix post", chunks=retrieved)
+    compact = PromptBuilder(count, context_length=4096, max_tokens=512, full_chunks=1).build(
+        "fix post", chunks=retrieved)
+
+    message = compact.user_message
+    first, *rest = retrieved
+    assert first.chunk.text in message, "the best-ranked chunk is shown whole"
+    for other in rest:
+        assert f"### {other.chunk.citation}\n" in message, "outlined chunks keep their citation"
+    assert "cleaned = text.replace" not in message and "def parse_amount(text: str) -> float:" in message
+    assert len(compact.chunks) == len(whole.chunks) == len(retrieved)
+    assert compact.tokens < whole.tokens
