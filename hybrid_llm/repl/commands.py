@@ -18,10 +18,15 @@ from typing import Any
 from hybrid_llm.errors import UserError
 from hybrid_llm.repl.codeblocks import extract_code_blocks, unified_diff
 from hybrid_llm.repl.io import ReplIO
+from hybrid_llm.repl.save_target import SaveTarget
 from hybrid_llm.repl.session import Session
 
 COMMAND_PREFIX = "/"
 _MAX_PATH_COMPLETIONS = 200
+# A first `/index` of more files than this asks first (the count is shown): a typical codebase
+# has hundreds to a few thousand, and 20,000 files (~80,000 chunks) take hours to embed on 2
+# CPU cores (8.4 chunks/s in the README).
+LARGE_CODEBASE_FILES = 20_000
 
 
 class ExitRepl(Exception):
@@ -126,9 +131,28 @@ class Commands:
     def cmd_index(self, args: str) -> None:
         """Index or re-index the codebase (or PATH, which becomes the codebase), with progress."""
         if args:
-            self.session.set_repo(self._path_argument(args))
+            path = self._path_argument(args).resolve()
+            if not self._confirm_codebase(path):
+                self.io.tool_output(f"not indexed; the codebase is still {self.session.repo}")
+                return
+            self.session.set_repo(path)
         summary = self._update_index()
         self.io.tool_output(f"indexed {self.session.repo}: {_describe_summary(summary)}")
+
+    def _confirm_codebase(self, path: Path) -> bool:
+        """Refuse `/` and the home directory (`/index ..` climbs there), and ask before a first
+        index of a tree bigger than codebases usually are: indexing it would take hours."""
+        if path == Path(path.anchor) or path == Path.home().resolve():
+            place = "the filesystem root" if path == Path(path.anchor) else "your home directory"
+            raise UserError(f"{path} is {place}, not a codebase; give the codebase's directory")
+        if not path.is_dir() or self.session.has_index(path):
+            return True
+        with self.io.status(f"counting the files under {path}…"):
+            count = self.session.indexable_file_count(path)
+        return count <= LARGE_CODEBASE_FILES or self.io.confirm_ask(
+            f"{path} has {count:,} files to index (more than {LARGE_CODEBASE_FILES:,}); index them all?",
+            default=False,
+        )
 
     def completions_index(self, partial: str) -> list[str]:
         return self._path_completions(partial, directories_only=True)
@@ -170,21 +194,30 @@ class Commands:
         except OSError as exc:  # a bad name, no permission, a full disk: the user can fix it
             raise UserError(f"cannot write {self._display_path(target)}: {exc.strerror or exc}") from None
 
-    def _write_with_confirmation(self, target: Path, new_text: str) -> None:
-        shown = self._display_path(target)
-        if target.is_dir():
-            raise UserError(f"{shown} is a directory; give a file path")
-        if target.exists():
-            old_text = target.read_text(encoding="utf-8", errors="replace")
-            if old_text == new_text:
+    def _write_with_confirmation(self, path: Path, new_text: str) -> None:
+        """Outside the codebase (after links) and overwriting each need a yes about the real file."""
+        target = SaveTarget.resolve(path, self.session.repo)
+        shown = self._display_path(target.real)
+        if target.real != Path(os.path.normpath(target.typed)):
+            shown += f" (through the link {self._display_path(target.typed)})"
+        if not target.inside_codebase and not self.io.confirm_ask(
+            f"{target.real} is outside the codebase {self.session.repo}; write it there?", default=False
+        ):
+            self.io.tool_output("not saved")
+            return
+        existing = target.read_existing()
+        if existing is not None:
+            if existing.text == new_text:
                 self.io.tool_output(f"{shown} already has this content; nothing written")
                 return
-            self.io.show_diff(unified_diff(old_text, new_text, shown))
+            if existing.text is None:
+                self.io.tool_warning(f"{shown} has {existing.size:,} bytes: too large to show a diff")
+            else:
+                self.io.show_diff(unified_diff(existing.text, new_text, self._display_path(target.real)))
             if not self.io.confirm_ask(f"Overwrite {shown}?", default=False):
                 self.io.tool_output("not saved")
                 return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(new_text, encoding="utf-8")
+        target.write(new_text)
         self.io.tool_output(f"wrote {shown} ({len(new_text.splitlines())} lines)")
 
     def completions_save(self, partial: str) -> list[str]:

@@ -273,6 +273,20 @@ class Session:
         """Whether chunks are waiting for vectors that the background embedder will compute."""
         return self._embed_in_background and self.vectors is not None and self.vectors[0] < self.vectors[1]
 
+    def has_index(self, path: Path) -> bool:
+        """Whether `path` was indexed before (creates nothing)."""
+        index_module = load_area("hybrid_llm.rag.index", "the codebase index")
+        return index_module.CodeIndex.exists(path, self.config)
+
+    def indexable_file_count(self, path: Path) -> int:
+        """How many files an index of `path` would hold (one walk, nothing read)."""
+        discovery = load_area("hybrid_llm.rag.discovery", "the codebase index")
+        rag = self.config.rag
+        found = discovery.discover_files(
+            path, max_file_bytes=rag.max_file_bytes, extensions=rag.file_extensions or None
+        )
+        return len(found.files)
+
     def _open_index(self) -> Any:
         if self._index is None:
             index_module = load_area("hybrid_llm.rag.index", "the codebase index")

@@ -7,6 +7,8 @@ log, the network guard and the index are real.
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -179,3 +181,79 @@ def test_web_online_reports_failed_pages_and_still_answers(
     assert search_client.queries == ["print hello"]
     assert len(io.warnings) == 1 and "127.0.0.1" in io.warnings[0]
     assert commands.session.last_answer.text.strip() == FAKE_ANSWER.strip()
+
+
+def _answered(commands: Commands) -> None:
+    commands.run("/code two blocks please")
+
+
+@pytest.mark.parametrize("typed", ["../x.py", "{outside}/x.py", "~/x.py", "linked/x.py"])
+def test_save_outside_the_codebase_asks_naming_the_real_target(
+    commands: Commands, io: ScriptedIO, repo: Path, tmp_path: Path, monkeypatch, typed: str
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    monkeypatch.setenv("HOME", str(outside))
+    (repo / "linked").symlink_to(outside)
+    expected = (tmp_path / "x.py") if typed == "../x.py" else outside / "x.py"
+    _answered(commands)
+
+    commands.run(f"/save 1 {typed.format(outside=outside)}")
+    assert io.questions == [f"{expected} is outside the codebase {repo}; write it there?"]
+    assert not expected.exists() and "not saved" in io.output
+
+    io.confirm = True
+    commands.run(f"/save 1 {typed.format(outside=outside)}")
+    assert expected.read_text() == "print('hello')\n"
+
+
+def test_save_never_follows_a_dangling_link(commands: Commands, io: ScriptedIO, repo: Path, tmp_path: Path) -> None:
+    (repo / "dangling.py").symlink_to(tmp_path / "created-outside.py")
+    io.confirm = True
+    _answered(commands)
+    with pytest.raises(UserError, match="does not exist; /save does not follow it"):
+        commands.run("/save 1 dangling.py")
+    assert not (tmp_path / "created-outside.py").exists()
+
+
+def test_overwrite_question_names_the_file_behind_a_link(commands: Commands, io: ScriptedIO, repo: Path) -> None:
+    (repo / "alias.py").symlink_to(repo / "src" / "util.py")
+    _answered(commands)
+    commands.run("/save 1 alias.py")
+    assert io.questions == ["Overwrite src/util.py (through the link alias.py)?"]
+    assert (repo / "alias.py").is_symlink()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_save_refuses_fifos_and_devices_without_reading_them(
+    commands: Commands, io: ScriptedIO, repo: Path, kind: str
+) -> None:
+    """A FIFO made the diff read hang forever and /dev/zero read without end; run in a thread
+    so a regression fails the test instead of hanging the suite."""
+    if kind == "fifo":
+        os.mkfifo(repo / "src" / "fifo.py")
+    typed, expected = ("src/fifo.py", "a FIFO") if kind == "fifo" else ("/dev/zero", "a character device")
+    io.confirm = True
+    _answered(commands)
+    outcome: list[BaseException] = []
+
+    def save() -> None:
+        try:
+            commands.run(f"/save 1 {typed}")
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=save, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "/save blocked on a non-regular file"
+    assert isinstance(outcome[0], UserError) and f"is {expected}; /save writes only regular files" in str(outcome[0])
+
+
+def test_save_over_a_huge_file_asks_without_reading_it_all(commands: Commands, io: ScriptedIO, repo: Path) -> None:
+    big = repo / "big.py"
+    big.write_bytes(b"x = 1\n" * 400_000)
+    _answered(commands)
+    commands.run("/save 1 big.py")
+    assert io.warnings == ["big.py has 2,400,000 bytes: too large to show a diff"]
+    assert io.questions == ["Overwrite big.py?"] and io.diffs == []
