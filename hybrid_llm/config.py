@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 CONFIG_ENV = "HYBRID_LLM_CONFIG"
 HOME_ENV = "HYBRID_LLM_HOME"
@@ -24,7 +26,9 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     # Unknown keys are refused: a typo such as "max_token" must not be silently ignored.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Infinity and NaN pass every range check, then break scores (`query --json` printed
+    # `"score": Infinity`, which is not JSON).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelAlternatives(_Section):
@@ -84,6 +88,18 @@ class RagSettings(_Section):
     # docstrings, enclosing class): more of the codebase in fewer tokens. false: all whole.
     compact_context: bool = True
     full_chunks: int = Field(1, ge=1)
+
+    @field_validator("index_dir")
+    @classmethod
+    def _index_dir_is_a_directory(cls, value: str | None) -> str | None:
+        """A file given as index_dir (or on its way) fails here, not as a traceback later."""
+        if value:
+            path = Path(value).expanduser()
+            existing = next(p for p in (path, *path.parents) if p.exists() or p == Path(p.anchor))
+            if not existing.is_dir():
+                raise ValueError(f"{existing} is not a directory")
+        return value
+
 
 
 class GenerationSettings(_Section):
@@ -171,20 +187,57 @@ def _describe_validation_error(path: Path, error: ValidationError) -> str:
     return f"{path}: field '{field}': {first['msg']} (got {given!r})"
 
 
-def parse_config(text: str, source: Path) -> Config:
-    """Parse and validate config text; raise ConfigError with a one-line, pinpointed message."""
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows (use a finite number)")
+
+
+def _parse_json(text: str, source: Path) -> tuple[object, list[str]]:
+    """The JSON value and the keys given twice in one object (JSON keeps the last silently)."""
+    duplicates: list[str] = []
+
+    def object_pairs(pairs: list[tuple[str, object]]) -> dict:
+        counts = Counter(key for key, _ in pairs)
+        duplicates.extend(key for key, count in counts.items() if count > 1)
+        return dict(pairs)
+
     try:
-        raw = json.loads(text)
+        return json.loads(text, object_pairs_hook=object_pairs, parse_constant=_refuse_constant), duplicates
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: arrays or objects nested too deeply to be a config") from None
+    except ValueError as exc:  # a 5,000-digit integer, Infinity, NaN
+        reason = str(exc).split(";")[0]  # not Python's advice to raise its digit limit
+        raise ConfigError(f"{source}: invalid value: {reason}") from None
+
+
+def parse_config(text: str, source: Path) -> Config:
+    """Parse and validate config text; raise ConfigError with a one-line, pinpointed message.
+
+    A key given twice is a warning (one line on stderr, once per process): the file still
+    loads, with the later value, as JSON readers do.
+    """
+    raw, duplicates = _parse_json(text, source)
+    for key in duplicates:
+        _warn_once(f"warning: {source}: key '{key}' is given twice in one object; the later value is used")
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a JSON object")
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(source, exc)) from None
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    # Every command loads the config more than once (the CLI, then the subcommand).
+    if message not in _warned:
+        _warned.add(message)
+        print(message, file=sys.stderr)
 
 
 def load_config(path: Path | None = None) -> Config:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from hybrid_llm.config import REPO_ROOT, Config, ConfigError, hybrid_home, load_config
 
@@ -106,3 +109,44 @@ def test_home_defaults_to_a_per_user_data_dir(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.delenv("HYBRID_LLM_HOME")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert hybrid_home() == tmp_path / "xdg" / "hybrid-llm"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"rag": {"max_results": ' + "9" * 5000 + "}}", "Exceeds the limit (4300 digits)"),
+        ('{"rag": {"dense_weight": Infinity}}', "Infinity is not a number JSON allows"),
+        ('{"rag": {"keyword_weight": NaN}}', "NaN is not a number JSON allows"),
+        ('{"rag": {"index_dir": "/etc/passwd"}}', "/etc/passwd is not a directory"),
+        ('{"rag": {"index_dir": "/etc/passwd/indexes"}}', "/etc/passwd is not a directory"),
+    ],
+)
+def test_hostile_configs_are_one_clean_line_from_the_cli(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    result = subprocess.run(
+        [sys.executable, "-m", "hybrid_llm", "query", "x", "--repo", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "HYBRID_LLM_CONFIG": str(path)},
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr  # one line
+    assert result.stderr.startswith(f"error: {path}: ") and expected in result.stderr
+
+
+def test_infinite_floats_are_refused_in_code_too() -> None:
+    with pytest.raises(ValidationError, match="finite number"):
+        Config.model_validate({"rag": {"dense_weight": float("inf")}})
+
+
+def test_a_duplicate_key_is_one_warning_naming_it(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"rag": {"dense_weight": 0.5, "dense_weight": 2.0}}')
+    result = subprocess.run(
+        [sys.executable, "-c", "from hybrid_llm.config import load_config; "
+         "print(load_config().rag.dense_weight); load_config()"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "HYBRID_LLM_CONFIG": str(path)},
+    )
+    assert result.stdout == "2.0\n"
+    assert result.stderr == (
+        f"warning: {path}: key 'dense_weight' is given twice in one object; the later value is used\n"
+    )
