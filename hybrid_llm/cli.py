@@ -3,6 +3,8 @@
 Each area (`llm`, `rag`, `net`, `finetune`) owns a `cli.py` exposing `register(subparsers)`,
 so adding a subcommand never means editing this file. A handler takes the parsed arguments and
 returns the process exit status; a `UserError` anywhere becomes one line on stderr, exit 1.
+On Linux the process then enters the network sandbox (net/sandbox.py), unless its subcommand
+sets `outside_sandbox` (`models pull` needs the network, `verify-offline` measures from outside).
 """
 
 from __future__ import annotations
@@ -44,8 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hybrid_llm.net import guard
 
     # First thing: nothing may reach the network before the guard is up (issue 7).
+    config = None
     try:
-        guard.install_from_config(load_config())
+        config = load_config()
+        guard.install_from_config(config)
     except ConfigError:
         guard.enable()  # a broken config still starts offline; the command reports the error
     except guard.NetworkBlockedError as exc:
@@ -53,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None and config is not None and not getattr(args, "outside_sandbox", False):
+        # Only as the process's own entry point: main() called from Python (tests, scripts)
+        # must not lock its caller into the sandbox.
+        from hybrid_llm.net import sandbox
+
+        sandbox.enter_default_mode(config)
     try:
         return int(args.func(args) or 0)
     except (UserError, ConfigError) as exc:

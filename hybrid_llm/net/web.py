@@ -1,7 +1,8 @@
 """What `/search` and `/web` do: search, fetch the top pages, and keep the passages that matter.
 
 One `WebResearcher` lives for a REPL session. Nothing touches the network unless the user typed
-one of those commands while online: the guard is checked before any client object is built, and
+one of those commands while online (in the default sandbox, the web broker does the searching
+and downloading; see broker.py): the guard is checked before any client object is built, and
 the only text that reaches the search engine is the user's own query. A page that fails (too big,
 too slow, not HTML, a redirect loop) becomes a one-line error and the rest still arrive.
 """
@@ -20,7 +21,8 @@ import numpy as np
 
 from hybrid_llm.config import Config
 from hybrid_llm.errors import UserError
-from hybrid_llm.net import guard
+from hybrid_llm.net import broker_client, guard
+from hybrid_llm.net.broker_client import BrokerUnavailable
 from hybrid_llm.net.extract import extract_page
 from hybrid_llm.net.fetch import PageFetcher
 from hybrid_llm.net.passage import WebPassage
@@ -93,6 +95,8 @@ class WebResearcher:
             raise UserError("usage: /web TASK")
         try:
             results = self._searcher().search(task, self._settings.max_results)
+        except BrokerUnavailable:
+            raise  # not a failed search: no search can work, so /web stops with this one line
         except UserError as exc:
             return WebGathering(errors=[str(exc)])
         pages = results[: self._settings.fetch_pages]
@@ -110,14 +114,25 @@ class WebResearcher:
             self._fetcher.close()
 
     def _searcher(self) -> SearchClient:
+        # In the sandbox (the default on Linux) searches and downloads go through the web
+        # broker, the one process with network; an injected client is used as given.
         if self._search_client is None:
-            self._search_client = DdgsSearchClient(self._settings)
+            broker = broker_client.current()
+            self._search_client = (
+                broker_client.BrokerSearchClient(broker, self._settings)
+                if broker
+                else DdgsSearchClient(self._settings)
+            )
         return self._search_client
 
     def _page_fetcher(self) -> PageFetcher:
         if self._fetcher is None:
+            broker = broker_client.current() if self._http_client is None else None
             self._fetcher = PageFetcher(
-                self._settings, client=self._http_client, cache_dir=self._cache_dir
+                self._settings,
+                client=self._http_client,
+                cache_dir=self._cache_dir,
+                remote=broker_client.BrokerPageSource(broker, self._settings) if broker else None,
             )
         return self._fetcher
 

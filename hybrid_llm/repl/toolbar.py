@@ -39,10 +39,13 @@ def _model_part(session: Session) -> str:
 
 
 def _network_part(session: Session) -> str:
+    from hybrid_llm.net.sandbox import DefaultMode
+
     try:
-        return "OFFLINE" if session.is_offline() else "ONLINE"
+        state = "OFFLINE" if session.is_offline() else "ONLINE"
     except UserError:
         return "network: unknown"
+    return f"{state} ({DefaultMode.short()})"
 
 
 def _index_part(session: Session) -> str:

@@ -12,7 +12,7 @@ from tests.repl.conftest import FakeProvider, offline_config
 def test_loading_model_offline_and_unknown_index(session: Session, offline) -> None:
     session._provider.ready = False
     session.config = offline_config(rag={"enabled": True})
-    assert toolbar_text(session) == "fake-model (loading…) | OFFLINE | index: unknown"
+    assert toolbar_text(session) == "fake-model (loading…) | OFFLINE (no OS sandbox: layers 1-2) | index: unknown"
 
 
 def test_ready_online_fresh_index_and_speed(session: Session, offline) -> None:
@@ -20,7 +20,7 @@ def test_ready_online_fresh_index_and_speed(session: Session, offline) -> None:
     session.config = offline_config(rag={"enabled": True})
     session.index_status = SimpleNamespace(files=12, chunks=80, stale=False)
     session.tokens_per_second = 11.26
-    assert toolbar_text(session) == "fake-model | ONLINE | index: 12 files, 80 chunks, fresh | 11.3 tok/s"
+    assert toolbar_text(session) == "fake-model | ONLINE (no OS sandbox: layers 1-2) | index: 12 files, 80 chunks, fresh | 11.3 tok/s"
 
 
 def test_stale_and_empty_index(session: Session, offline) -> None:
