@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from collections import Counter
 from pathlib import Path
@@ -167,8 +168,57 @@ def hybrid_home() -> Path:
         from platformdirs import user_data_dir
 
         home = Path(user_data_dir("hybrid-llm", appauthor=False))
-    home.mkdir(parents=True, exist_ok=True)
+    if not home.is_dir() or not override:
+        # Ours to lock down: created here, or the default location (tightened for installs
+        # made before it was private). An existing directory named by HYBRID_LLM_HOME may be
+        # shared on purpose, so only what is created inside it is made private.
+        private_directory(home)
     return home
+
+
+# Owner-only modes for everything under HYBRID_LLM_HOME: indexes hold the user's code, logs
+# their prompts, the history their commands.
+_PRIVATE_DIR = 0o700
+_PRIVATE_FILE = 0o600
+
+
+def private_directory(path: Path) -> Path:
+    """`path` with its missing parents created owner-only (0700); an existing one is tightened."""
+    missing = [part for part in (path, *path.parents) if not part.exists()]
+    for part in reversed(missing):
+        part.mkdir(mode=_PRIVATE_DIR, exist_ok=True)
+    _tighten(path)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create `path` owner-only (0600) if missing, tighten it if not, in a private directory.
+
+    Called before a library opens the file with its own default mode (SQLite, logging,
+    prompt-toolkit's history); SQLite gives its -wal and -shm files the database's mode.
+    """
+    private_directory(path.parent)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _PRIVATE_FILE))
+    _tighten(path)
+    return path
+
+
+def restrict_to_owner(tree: Path) -> None:
+    """Remove group and other access from everything under `tree` that is ours, for files that
+    another library created with the default umask (Chroma's segments, lock files)."""
+    for directory, subdirectories, files in os.walk(tree):
+        for name in (*subdirectories, *files):
+            _tighten(Path(directory) / name)
+    _tighten(tree)
+
+
+def _tighten(path: Path) -> None:
+    try:
+        info = path.lstat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o077 and not stat.S_ISLNK(info.st_mode):
+            path.chmod(stat.S_IMODE(info.st_mode) & ~0o077)
+    except FileNotFoundError:  # removed meanwhile (a lock file, a temporary segment)
+        pass
 
 
 def models_dir() -> Path:

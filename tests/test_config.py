@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from hybrid_llm.config import REPO_ROOT, Config, ConfigError, hybrid_home, load_config
+from hybrid_llm.config import REPO_ROOT, Config, ConfigError, hybrid_home, load_config, private_file
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -150,3 +150,17 @@ def test_a_duplicate_key_is_one_warning_naming_it(tmp_path: Path) -> None:
     assert result.stderr == (
         f"warning: {path}: key 'dense_weight' is given twice in one object; the later value is used\n"
     )
+
+
+def test_state_directories_and_files_are_created_owner_only(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HYBRID_LLM_HOME", str(tmp_path / "new" / "home"))
+    home = hybrid_home()
+    assert home.stat().st_mode & 0o777 == 0o700
+    loose = home / "indexes"
+    loose.mkdir(mode=0o755)
+    (loose / "old.sqlite3").write_text("")
+    (loose / "old.sqlite3").chmod(0o644)
+    assert private_file(loose / "old.sqlite3").stat().st_mode & 0o777 == 0o600  # tightened
+    assert loose.stat().st_mode & 0o777 == 0o700
+    assert private_file(home / "logs" / "repl.log").stat().st_mode & 0o777 == 0o600
+    assert (home / "logs").stat().st_mode & 0o777 == 0o700

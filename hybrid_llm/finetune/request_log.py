@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from hybrid_llm.config import Config, hybrid_home
+from hybrid_llm.config import Config, hybrid_home, private_file
 from hybrid_llm.errors import UserError
 from hybrid_llm.redact import redact_value
 
@@ -130,7 +130,7 @@ class RequestLog:
                     yield raw
 
     def _append(self, record: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # also tightens a log written before it was private
         data = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
         # One O_APPEND write per record: concurrent sessions never interleave inside a line.
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -35,7 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hybrid_llm.config import Config, hybrid_home
+from hybrid_llm.config import (
+    Config,
+    hybrid_home,
+    private_directory,
+    private_file,
+    restrict_to_owner,
+)
 from hybrid_llm.errors import UserError
 from hybrid_llm.rag.catalog import Catalog, FileRecord
 from hybrid_llm.rag.chunk import Chunk
@@ -141,7 +147,7 @@ class CodeIndex:
         self._embedder = embedder
         self._chunker = chunker
         self._lock_timeout = lock_timeout
-        self._catalog = Catalog.open(location / _CATALOG_FILE)
+        self._catalog = Catalog.open(private_file(location / _CATALOG_FILE))
         self._keywords = KeywordStore(self._catalog.connection)
         # Searches use their own connection: they see committed files only, and can run in
         # another thread while an update holds the writer's transaction open.
@@ -170,7 +176,7 @@ class CodeIndex:
         if not repo.is_dir():
             raise UserError(f"{repo}: not a directory (give the root of a codebase to index)")
         location = index_location(repo, config)
-        location.mkdir(parents=True, exist_ok=True)
+        private_directory(location)  # the catalog holds the user's code: owner-only
         return cls(
             repo.resolve(),
             location,
@@ -265,6 +271,7 @@ class CodeIndex:
             summary.chunks = self._catalog.chunk_count()
             summary.chunks_pending = self._catalog.pending_count()
             summary.languages = dict(self._catalog.languages())
+        restrict_to_owner(self.location)  # what Chroma and the lock created with the umask
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -314,6 +321,7 @@ class CodeIndex:
                     self._catalog.set_meta("update_in_progress", None)
         except UserError:  # another process is updating this index; it embeds them itself
             pass
+        restrict_to_owner(self.location)
         return self._catalog.pending_count()
 
     def _discover(self):

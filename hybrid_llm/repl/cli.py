@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from hybrid_llm.config import Config, hybrid_home, load_config
+from hybrid_llm.config import Config, hybrid_home, load_config, private_file
 from hybrid_llm.errors import UserError
 from hybrid_llm.repl.commands import Commands
 from hybrid_llm.repl.io import PlainIO
@@ -51,7 +51,7 @@ def codebase(config: Config, repo: str | None) -> Path:
 
 
 def history_path() -> Path:
-    return hybrid_home() / "history"
+    return private_file(hybrid_home() / "history")  # the commands typed: owner-only
 
 
 def terminal_commands(session: Session, **io_options: Any) -> Commands:

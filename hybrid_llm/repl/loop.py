@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from hybrid_llm.config import ConfigError, hybrid_home
+from hybrid_llm.config import ConfigError, hybrid_home, private_file
 from hybrid_llm.errors import UserError
+from hybrid_llm.redact import redact
 from hybrid_llm.repl.commands import Commands, ExitRepl
 from hybrid_llm.repl.io import ReplIO
 
@@ -29,16 +30,23 @@ def log_path() -> Path:
 
 def setup_logging() -> Path:
     """Send all logging (ours and libraries') and Python warnings to the log file only."""
-    path = log_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = private_file(log_path())
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("hybrid_llm").setLevel(logging.INFO)
     logging.captureWarnings(True)
     return path
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Log lines, tracebacks included, go through the request log's redaction: a failing
+    command is logged with its text, and `/save 1 AKIA….py` once put a key in the log."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))[0]
 
 
 def read_entry(io: ReplIO) -> str:

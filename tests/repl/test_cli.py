@@ -126,3 +126,19 @@ def test_on_a_terminal_the_prompt_appears_before_the_model_is_loaded(repo: Path)
     elapsed, screen = time_to_prompt(repo)
     assert b"(loading" in screen and b">" in screen
     assert elapsed < GROSS_REGRESSION_S
+
+
+def test_everything_written_under_hybrid_llm_home_is_owner_only(repo: Path, tmp_path: Path) -> None:
+    """Indexes hold the user's code and the log their commands: 0700 directories, 0600 files."""
+    home = tmp_path / "fresh-home"
+    result = subprocess.run(
+        [sys.executable, "-m", "hybrid_llm", "--repo", str(repo)],
+        input=b"/index\n/help\n", capture_output=True, timeout=300, cwd=REPO_ROOT,
+        env={**os.environ, "HYBRID_LLM_HOME": str(home)},
+    )
+    assert result.returncode == 0, result.stderr
+    written = [home, *home.rglob("*")]
+    names = {path.name for path in written}
+    assert {"repl.log", "catalog.sqlite3", "chroma", "chroma.sqlite3"} <= names
+    loose = [f"{path} {oct(path.stat().st_mode)}" for path in written if path.stat().st_mode & 0o077]
+    assert loose == []

@@ -109,3 +109,21 @@ def test_fuzz_hundreds_of_random_lines_then_help_still_answers(
     # Every error stayed on one line, and nothing unexpected happened.
     errors = [line for line in err.getvalue().splitlines() if line.startswith("error:")]
     assert errors and not [line for line in errors if "details in" in line]
+
+
+def test_the_log_is_owner_only_and_redacts_keys_in_failing_commands(
+    commands: Commands, io: ScriptedIO, session: Session, file_logging, monkeypatch
+) -> None:
+    token = "ghp_" + "x1Y2z3" * 6
+
+    def broken() -> None:
+        raise RuntimeError(f"cannot clear with token {token}")  # the traceback shows this line
+
+    monkeypatch.setattr(session, "clear", broken)
+    io.lines = ["/clear AKIAIOSFODNN7EXAMPLE"]
+    run_loop(io, commands)
+    logged = file_logging.read_text()
+    assert "command failed" in logged and "[REDACTED:aws-access-key]" in logged
+    assert "AKIAIOSFODNN7EXAMPLE" not in logged and token not in logged
+    assert file_logging.stat().st_mode & 0o777 == 0o600
+    assert file_logging.parent.stat().st_mode & 0o777 == 0o700
