@@ -20,20 +20,17 @@ Run (about 5-10 minutes on 2 cores, most of it embedding):
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import importlib.util
-import inspect
 import json
 import os
 import random
-import re
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,75 +38,41 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hybrid_llm.config import Config  # noqa: E402
+from hybrid_llm.finetune.docstring_queries import (  # noqa: E402
+    DocstringQuery as Query,
+    first_sentence as _first_sentence,
+    is_hit as _is_hit,
+    strip_docstrings,
+    usable_queries,
+)
+from hybrid_llm.rag.catalog import embed_text  # noqa: E402
 from hybrid_llm.rag.chunk import Chunk  # noqa: E402
 from hybrid_llm.rag.chunker import CodeChunker  # noqa: E402
+from hybrid_llm.rag.embedder import CodeEmbedder, MiniLMEmbedder  # noqa: E402
 from hybrid_llm.rag.retriever import HybridRetriever  # noqa: E402
 
 PACKAGES = ("click", "jinja2", "pygments")
 PADDING_PACKAGES = ("rich", "pip")  # only to bring the latency index to 10,000 chunks
 # The latency index must hold >= 10,000 chunks; counting before indexing runs ~1% high.
 PADDING_TARGET = 10_400
-MODEL_KEY = "all-MiniLM-L6-v2 onnx int8"  # cached vectors are only valid for this embedder
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "hybrid-llm-retrieval-bench" / "embeddings.npz"
 MODES = {"keyword": (0.0, 1.0), "dense": (1.0, 0.0), "hybrid": None}  # (dense, keyword) weights
 K = 10
-
-
-@dataclass(frozen=True)
-class Query:
-    text: str
-    path: str
-    start_line: int
-    end_line: int
+EMBEDDERS = {"code": CodeEmbedder, "minilm": MiniLMEmbedder}
+# MiniLM's cached vectors were keyed by this before the cache knew of other models.
+_LEGACY_CACHE_KEYS = {MiniLMEmbedder.name: "all-MiniLM-L6-v2 onnx int8"}
 
 
 # ---------------------------------------------------------------- test sets
 
 
-def _first_sentence(docstring: str) -> str:
-    paragraph = inspect.cleandoc(docstring).split("\n\n")[0]
-    text = " ".join(paragraph.split())
-    return re.split(r"(?<=[.!?])\s", text)[0].strip()
-
-
-def strip_docstrings(source: str, rel_path: str) -> tuple[str, list[Query]]:
-    """The source without function docstrings, and one query per removed docstring."""
-    tree = ast.parse(source)
-    lines = source.split("\n")
-    removed: set[int] = set()  # 1-based lines dropped
-    replaced: dict[int, str] = {}  # 1-based line -> new text (a docstring-only body gets `pass`)
-    found = []
-    for node in ast.walk(tree):
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
-        doc = node.body[0] if node.body else None
-        if not (isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)
-                and isinstance(doc.value.value, str)):
-            continue
-        first, last = doc.lineno, doc.end_lineno or doc.lineno
-        before = lines[first - 1][: doc.col_offset]
-        after = lines[last - 1][doc.end_col_offset:]
-        if before.strip() or after.strip():
-            continue  # shares a line with code: leave it
-        if len(node.body) == 1:
-            replaced[first] = before + "pass"
-            removed.update(range(first + 1, last + 1))
-        else:
-            removed.update(range(first, last + 1))
-        start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-        found.append((doc.value.value, start, node.end_lineno or node.lineno))
-    kept_before = np.cumsum([0] + [0 if n in removed else 1 for n in range(1, len(lines) + 1)])
-    new_lines = [replaced.get(n, line) for n, line in enumerate(lines, start=1) if n not in removed]
-    queries = [
-        Query(_first_sentence(doc), rel_path, int(kept_before[start]), int(kept_before[end]))
-        for doc, start, end in found
-    ]
-    return "\n".join(new_lines), queries
-
-
-def build_set(package: str, destination: Path) -> list[Query]:
-    """Copy a package's .py files without function docstrings; return the usable queries."""
-    source_root = Path(importlib.util.find_spec(package).submodule_search_locations[0])
+def build_set(package: str, destination: Path, source_root: Path | None = None) -> list[Query]:
+    """Copy a package's .py files without function docstrings; return the usable queries.
+    The package is the installed one, or `source_root/package` (an unpacked wheel)."""
+    if source_root is None:
+        source_root = Path(importlib.util.find_spec(package).submodule_search_locations[0])
+    else:
+        source_root = source_root / package
     queries: list[Query] = []
     for path in sorted(source_root.rglob("*.py")):
         rel_path = f"{package}/{path.relative_to(source_root).as_posix()}"
@@ -118,11 +81,7 @@ def build_set(package: str, destination: Path) -> list[Query]:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
         queries.extend(found)
-    # A query needs a few words to be a request, and one answer to be gradable.
-    counts: dict[str, int] = {}
-    for query in queries:
-        counts[query.text] = counts.get(query.text, 0) + 1
-    return [q for q in queries if len(q.text.split()) >= 3 and counts[q.text] == 1]
+    return usable_queries(queries)
 
 
 # ---------------------------------------------------------------- systems under test
@@ -161,9 +120,10 @@ class CachingEmbedder:
     def __getattr__(self, name):
         return getattr(self.embedder, name)
 
-    @staticmethod
-    def _key(text: str) -> str:
-        return hashlib.sha256(f"{MODEL_KEY}\n{text}".encode()).hexdigest()
+    def _key(self, text: str) -> str:
+        """Cached vectors are only valid for the model that made them."""
+        model = _LEGACY_CACHE_KEYS.get(self.embedder.name, self.embedder.name)
+        return hashlib.sha256(f"{model}\n{text}".encode()).hexdigest()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         keys = [self._key(text) for text in texts]
@@ -174,7 +134,7 @@ class CachingEmbedder:
             self.embedded += len(missing)
             self._save()
         if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
+            return np.zeros((0, self.embedder.dimension), dtype=np.float32)
         return np.stack([self.cache[key] for key in keys])
 
     def embed_query(self, text: str) -> np.ndarray:
@@ -214,17 +174,6 @@ def _open_index(repo: Path, index_dir: Path, embedder, chunker):
     started = time.perf_counter()
     index.update()
     return index, time.perf_counter() - started
-
-
-def _is_hit(result: Chunk, query: Query) -> bool:
-    if result.path != query.path:
-        return False
-    overlap = min(result.end_line, query.end_line) - max(result.start_line, query.start_line) + 1
-    if overlap <= 0:
-        return False
-    answer_lines = query.end_line - query.start_line + 1
-    result_lines = result.end_line - result.start_line + 1
-    return overlap >= answer_lines / 2 or overlap >= result_lines / 2
 
 
 def retriever_for(index, mode: str, config: Config) -> HybridRetriever:
@@ -271,10 +220,11 @@ def measure_latency(index, queries: list[Query], config: Config, mode: str = "hy
 
 
 def _table(results: dict) -> str:
-    rows = ["| set | chunker | mode | hit@1 | hit@5 | MRR@10 |", "|---|---|---|---|---|---|"]
+    rows = ["| embedder | set | chunker | mode | hit@1 | hit@5 | MRR@10 |",
+            "|---|---|---|---|---|---|---|"]
     for key, metrics in results.items():
-        package, chunker, mode = key.split("/")
-        rows.append(f"| {package} | {chunker} | {mode} | {metrics['hit@1']:.3f} | "
+        embedder, package, chunker, mode = key.split("/")
+        rows.append(f"| {embedder} | {package} | {chunker} | {mode} | {metrics['hit@1']:.3f} | "
                     f"{metrics['hit@5']:.3f} | {metrics['mrr@10']:.3f} |")
     return "\n".join(rows)
 
@@ -282,6 +232,12 @@ def _table(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--packages", nargs="+", default=list(PACKAGES))
+    parser.add_argument("--source-root", type=Path,
+                        help="take each package from SOURCE_ROOT/<package> (an unpacked wheel, "
+                             "e.g. the embedder's held-out validation packages), not the venv")
+    parser.add_argument("--embedders", nargs="+", choices=sorted(EMBEDDERS),
+                        default=["code", "minilm"],
+                        help="models compared on the same sets; the first one is timed")
     parser.add_argument("--max-queries", type=int, default=300,
                         help="queries sampled per set (seeded), to keep the run short")
     parser.add_argument("--no-window", action="store_true", help="skip the 40-line baseline")
@@ -290,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rrf-k", type=int, help="override rag.rrf_k for the hybrid mode")
     parser.add_argument("--dense-weight", type=float, help="override rag.dense_weight")
     parser.add_argument("--keyword-weight", type=float, help="override rag.keyword_weight")
+    parser.add_argument("--also-weights", nargs="+", default=[], metavar="DENSE:KEYWORD",
+                        help="extra hybrid modes with these weights, on the same indexes")
     parser.add_argument("--json", type=Path, help="also write all figures here")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                         help="chunk embeddings kept between runs (queries are never cached)")
@@ -300,10 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     work = Path(tempfile.mkdtemp(prefix="retrieval-bench-"))
     os.environ["HYBRID_LLM_HOME"] = str(work / "home")
-    from hybrid_llm.rag.embedder import default_embedder
 
     started = time.perf_counter()
-    embedder = CachingEmbedder(default_embedder(), None if args.no_cache else args.cache)
+    for weights in args.also_weights:
+        dense, keyword = (float(part) for part in weights.split(":"))
+        MODES[f"hybrid-{weights}"] = (dense, keyword)
+    embedders = {name: CachingEmbedder(EMBEDDERS[name](), None if args.no_cache else args.cache)
+                 for name in args.embedders}
     config = Config()
     for field, value in (("rrf_k", args.rrf_k), ("dense_weight", args.dense_weight),
                          ("keyword_weight", args.keyword_weight)):
@@ -316,50 +277,83 @@ def main(argv: list[str] | None = None) -> int:
     sizes: dict[str, dict[str, int]] = {}
     rng = random.Random(0)
     try:
+        sets = {}
         for package in args.packages:
-            queries = build_set(package, work / "sets" / package)
+            queries = build_set(package, work / "sets" / package, args.source_root)
             if len(queries) > args.max_queries:
                 queries = rng.sample(queries, args.max_queries)
+            sets[package] = queries
             sizes[package] = {"queries": len(queries)}
-            for name, chunker in chunkers.items():
-                index, seconds = _open_index(work / "sets" / package,
-                                             work / "idx" / f"{package}-{name}", embedder, chunker)
-                sizes[package][f"chunks_{name}"] = index.status().chunks
-                print(f"{package} [{name}]: {index.status().chunks} chunks indexed in "
-                      f"{seconds:.0f}s, {len(queries)} queries", file=sys.stderr)
-                for mode in MODES:
-                    results[f"{package}/{name}/{mode}"] = evaluate(index, queries, mode, config)
-                index.close()
+        for model, embedder in embedders.items():
+            for package, queries in sets.items():
+                for name, chunker in chunkers.items():
+                    index, seconds = _open_index(work / "sets" / package,
+                                                 work / "idx" / f"{model}-{package}-{name}",
+                                                 embedder, chunker)
+                    sizes[package][f"chunks_{name}"] = index.status().chunks
+                    print(f"{model} {package} [{name}]: {index.status().chunks} chunks indexed "
+                          f"in {seconds:.0f}s, {len(queries)} queries", file=sys.stderr)
+                    for mode in MODES:
+                        results[f"{model}/{package}/{name}/{mode}"] = evaluate(
+                            index, queries, mode, config)
+                    index.close()
         print(_table(results))
-        _print_means(results, args.packages, chunkers)
-        latency = None if args.no_latency else _latency(work, args.packages, embedder, config,
+        _print_means(results, embedders, args.packages, chunkers)
+        timed = next(iter(embedders.values()))
+        latency = None if args.no_latency else _latency(work, args.packages, timed, config,
                                                          chunkers)
         if latency:
-            print(f"\nlatency (hybrid, warm, k={K}): p50 {latency['p50_ms']:.1f} ms, "
+            print(f"\nlatency ({args.embedders[0]}, hybrid, warm, k={K}): p50 "
+                  f"{latency['p50_ms']:.1f} ms, "
                   f"p95 {latency['p95_ms']:.1f} ms over {latency['queries']} queries at "
                   f"{latency['chunks']} chunks; reference, each search alone: dense p50 "
                   f"{latency['dense']['p50_ms']:.1f} / p95 {latency['dense']['p95_ms']:.1f} ms, "
                   f"keyword p50 {latency['keyword']['p50_ms']:.1f} / p95 "
                   f"{latency['keyword']['p95_ms']:.1f} ms; hybrid p50 / (dense + keyword) p50 = "
                   f"{latency['p50_ratio_to_sum_of_searches']:.2f}")
-        print(f"\nsets: {json.dumps(sizes)}; embedded {embedder.embedded} distinct texts; "
+        throughput = _throughput(embedders, work / "sets" / args.packages[0])
+        print("\nembedding throughput (chunks/s, uncached, same chunks): " + ", ".join(
+            f"{model} {rate:.1f} ({rate / throughput[args.embedders[-1]]:.2f}x "
+            f"{args.embedders[-1]})" for model, rate in throughput.items()))
+        embedded = {model: embedder.embedded for model, embedder in embedders.items()}
+        print(f"\nsets: {json.dumps(sizes)}; embedded {embedded} distinct texts; "
               f"total {time.perf_counter() - started:.0f}s")
         if args.json:
             args.json.write_text(json.dumps({"results": results, "sizes": sizes,
-                                             "latency": latency}, indent=2))
+                                             "latency": latency, "throughput": throughput},
+                                            indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
-def _print_means(results: dict, packages: list[str], chunkers: dict) -> None:
+def _print_means(results: dict, embedders: dict, packages: list[str], chunkers: dict) -> None:
     print("\nmean over sets:")
-    for name in chunkers:
-        for mode in MODES:
-            rows = [results[f"{p}/{name}/{mode}"] for p in packages]
-            means = {m: statistics.mean(r[m] for r in rows) for m in ("hit@1", "hit@5", "mrr@10")}
-            print(f"  {name:12} {mode:8} hit@1 {means['hit@1']:.3f}  hit@5 {means['hit@5']:.3f}"
-                  f"  MRR@10 {means['mrr@10']:.3f}")
+    for model in embedders:
+        for name in chunkers:
+            for mode in MODES:
+                rows = [results[f"{model}/{p}/{name}/{mode}"] for p in packages]
+                means = {m: statistics.mean(r[m] for r in rows)
+                         for m in ("hit@1", "hit@5", "mrr@10")}
+                print(f"  {model:7} {name:12} {mode:12} hit@1 {means['hit@1']:.3f}  "
+                      f"hit@5 {means['hit@5']:.3f}  MRR@10 {means['mrr@10']:.3f}")
+
+
+def _throughput(embedders: dict, repo: Path, texts: int = 300) -> dict[str, float]:
+    """Chunks per second each model embeds, on the same chunk texts, best of two alternating
+    rounds (the machine is shared); the ratio is what a switch of model does to indexing."""
+    chunker = CodeChunker()
+    sample = [embed_text(chunk.header, chunk.text)
+              for path in sorted(repo.rglob("*.py"))
+              for chunk in chunker.chunk(path.relative_to(repo).as_posix(),
+                                         path.read_text(encoding="utf-8"))][:texts]
+    best = {model: float("inf") for model in embedders}
+    for _ in range(2):
+        for model, embedder in embedders.items():
+            started = time.perf_counter()
+            embedder.embedder.embed(sample)
+            best[model] = min(best[model], time.perf_counter() - started)
+    return {model: len(sample) / seconds for model, seconds in best.items()}
 
 
 def _chunk_count(chunker, path: Path, repo: Path) -> int:

@@ -36,16 +36,16 @@ def _add_index_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--prepare-embedder",
         action="store_true",
-        help="export the embedding model to ONNX under models/ and exit (run by install.sh)",
+        help="check (or export) the embedding model and exit (run by install.sh)",
     )
     parser.set_defaults(func=run_index)
 
 
 def run_index(args: argparse.Namespace) -> int:
     if args.prepare_embedder:
-        from hybrid_llm.rag.embedder import prepare_minilm_onnx
+        from hybrid_llm.rag.embedder import prepare_default_embedder
 
-        print(f"embedder ready: {prepare_minilm_onnx()}", file=sys.stderr)
+        print(f"embedder ready: {prepare_default_embedder()}", file=sys.stderr)
         return 0
     from hybrid_llm.rag.index import CodeIndex
     from hybrid_llm.rag.progress import ProgressLine

