@@ -2,7 +2,11 @@
 
 The REPL's `/code` and `/web` and the `hybrid-llm ask` command all go through `Coder.ask`, so
 timings, sources and the conversation behave the same everywhere. Data flows one way:
-coder -> (retriever, web passages) -> prompt builder -> backend -> `on_token`.
+coder -> (retriever, relevance gate, web passages) -> prompt builder -> backend -> `on_token`.
+
+Retrieved code that the relevance gate (`rag.relevance_threshold`) or the token cap keeps out
+of the prompt is not hidden: `Answer.unused_sources` lists it, and the REPL and `ask` print it
+as "not used", so the user can name a file in the next request to bring it in.
 """
 
 from __future__ import annotations
@@ -21,8 +25,13 @@ from hybrid_llm.llm.prompt import BuiltPrompt, PromptBuilder, Turn
 from hybrid_llm.llm.provider import BackendProvider
 from hybrid_llm.net.passage import WebPassage
 from hybrid_llm.rag.chunk import RetrievedChunk
+from hybrid_llm.rag.relevance import RelevanceGate
 
 log = logging.getLogger(__name__)
+
+
+# How the REPL and `ask` title the retrieved sources that stayed out of the prompt.
+NOT_USED_TITLE = "Not used (name a file in your request to include it):"
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,7 @@ class Answer:
 
     text: str
     sources: list[Source] = field(default_factory=list)
+    unused_sources: list[Source] = field(default_factory=list)
     web_sources: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     cancelled: bool = False
@@ -126,21 +136,15 @@ class Coder:
         start = time.perf_counter()
         self.provider.start_loading()  # overlaps with retrieval when not loaded yet
         timings: dict[str, float] = {"index_ms": 0.0, "retrieval_ms": 0.0}
-        chunks: list[RetrievedChunk] = []
+        retrieved: list[RetrievedChunk] = []
         if use_rag and repo is not None and self.config.rag.enabled:
-            chunks = self._retrieve(repo, request, timings)
+            retrieved = self.retrieve(repo, request, timings)
         waited = time.perf_counter()
         backend = self.provider.get()
         timings["load_wait_ms"] = _ms(time.perf_counter() - waited)
         if self._cancelled.is_set():
             return Answer("", timings=timings, cancelled=True)
-        generation = self.config.generation
-        built = PromptBuilder(
-            backend.count_tokens,
-            context_length=backend.context_length,
-            max_tokens=generation.max_tokens,
-            code_tokens=self.config.rag.context_tokens,
-        ).build(request, chunks=chunks, passages=web_passages, history=self._history)
+        built = self.build_prompt(backend, request, retrieved, web_passages)
         text, first_token_at, stream_start = self._generate(backend, built, on_token)
         end = time.perf_counter()
         cancelled = self._cancelled.is_set()
@@ -156,15 +160,39 @@ class Coder:
         self._history.append(
             Turn(built.user_message, text, frozenset(c.chunk.citation for c in built.chunks))
         )
+        shown = {c.chunk.citation for c in built.chunks}
         answer = Answer(
             text=text,
-            sources=[Source(c.chunk.path, c.chunk.start_line, c.chunk.end_line) for c in built.chunks],
+            sources=[_source(c) for c in built.chunks],
+            unused_sources=[_source(c) for c in retrieved if c.chunk.citation not in shown],
             web_sources=[passage.url for passage in built.passages],
             timings=timings,
             cancelled=cancelled,
         )
         answer.request_id = self._log(request, built, answer, backend.name)
         return answer
+
+    def build_prompt(
+        self,
+        backend: Backend,
+        request: str,
+        retrieved: Sequence[RetrievedChunk],
+        web_passages: Sequence[WebPassage] = (),
+    ) -> BuiltPrompt:
+        """The prompt `ask` sends for `request` given what retrieval found: the relevance gate,
+        the context budget and the conversation so far. The REPL's type-ahead builds the same
+        prompt while the request is still being typed, so that the model's KV cache already
+        holds it at Enter; anything `ask` adds to the prompt belongs here for that reason."""
+        chunks, _ = RelevanceGate(self.config.rag.relevance_threshold).split(request, retrieved)
+        generation = self.config.generation
+        rag = self.config.rag
+        return PromptBuilder(
+            backend.count_tokens,
+            context_length=backend.context_length,
+            max_tokens=generation.max_tokens,
+            code_tokens=rag.compact_tokens if rag.compact_context else rag.context_tokens,
+            full_chunks=rag.full_chunks if rag.compact_context else None,
+        ).build(request, chunks=chunks, passages=web_passages, history=self._history)
 
     def cancel(self) -> None:
         """Stop the running request from another thread; `ask` returns what it has so far."""
@@ -186,7 +214,12 @@ class Coder:
                 retriever.close()
         self._repos.clear()
 
-    def _retrieve(self, repo: Path, request: str, timings: dict[str, float]) -> list[RetrievedChunk]:
+    def retrieve(
+        self, repo: Path, request: str, timings: dict[str, float] | None = None
+    ) -> list[RetrievedChunk]:
+        """The code retrieved for `request` in `repo` (its index refreshed first when the
+        retriever can refresh), best first; `timings` receives index_ms and retrieval_ms."""
+        timings = {} if timings is None else timings
         started = time.perf_counter()
         retriever = self._repos.get(repo)
         if retriever is None:
@@ -241,6 +274,10 @@ class Coder:
         except OSError as exc:  # the answer matters more than its log entry
             log.warning("could not log the request: %s", exc)
             return None
+
+
+def _source(retrieved: RetrievedChunk) -> Source:
+    return Source(retrieved.chunk.path, retrieved.chunk.start_line, retrieved.chunk.end_line)
 
 
 def _ms(seconds: float) -> float:

@@ -84,11 +84,13 @@ class RagSettings(_Section):
     background_embedding: bool = True
     # Retrieved code scoring below this (rag/relevance.py) stays out of the prompt and is
     # listed as "not used"; 0 sends every retrieved chunk. Calibrated by bench/relevance_bench.py.
-    relevance_threshold: float = Field(0.0, ge=0, le=1)
+    relevance_threshold: float = Field(0.25, ge=0, le=1)
     # The best `full_chunks` chunks go into the prompt whole, the rest as outlines (signatures,
-    # docstrings, enclosing class): more of the codebase in fewer tokens. false: all whole.
+    # docstrings, enclosing class), within `compact_tokens` instead of `context_tokens`: about
+    # as many chunks in half the tokens (bench/reuse_bench.py). false: whole bodies only.
     compact_context: bool = True
     full_chunks: int = Field(1, ge=1)
+    compact_tokens: int = Field(500, ge=0)
 
     @field_validator("index_dir")
     @classmethod

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from hybrid_llm.coder import Answer, Coder
+from hybrid_llm.coder import NOT_USED_TITLE, Answer, Coder
 from hybrid_llm.config import Config, load_config
 from hybrid_llm.errors import UserError
 
@@ -54,11 +54,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def answer_json(answer: Answer) -> dict[str, Any]:
-    """The `--json` shape: answer, sources [{path, start_line, end_line}], six timings."""
+    """The `--json` shape: answer, sources and not_used [{path, start_line, end_line}], six
+    timings."""
     return {
         "answer": answer.text,
         "sources": [
             {"path": s.path, "start_line": s.start_line, "end_line": s.end_line} for s in answer.sources
+        ],
+        "not_used": [
+            {"path": s.path, "start_line": s.start_line, "end_line": s.end_line} for s in answer.unused_sources
         ],
         "timings": {key: answer.timings.get(key, 0) for key in JSON_TIMINGS},
     }
@@ -114,6 +118,8 @@ def _print_sources(answer: Answer, stream: TextIO) -> None:
         stream.write("[cancelled]\n")
     if answer.sources:
         stream.write("\nSources:\n" + "".join(f"  {s.citation}\n" for s in answer.sources))
+    if answer.unused_sources:
+        stream.write(f"\n{NOT_USED_TITLE}\n" + "".join(f"  {s.citation}\n" for s in answer.unused_sources))
     if answer.web_sources:
         stream.write("\nWeb:\n" + "".join(f"  {url}\n" for url in answer.web_sources))
     stream.flush()

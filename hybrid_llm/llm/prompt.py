@@ -115,11 +115,12 @@ class PromptBuilder:
         shown = _citations(history, kept)
         fresh_chunks = [c for c in chunks if c.chunk.citation not in shown]
         room = self.budget - fixed - sum(turn_costs[len(turn_costs) - kept :])
-        chosen_passages, chosen_chunks, used = self._fill(list(passages), fresh_chunks, room)
+        chosen_passages, chosen_chunks, whole, used = self._fill(list(passages), fresh_chunks, room)
         kept = _newest_within(turn_costs, self.budget - fixed - used)
         return self._assemble(
             request, history, kept, chosen_chunks, chosen_passages,
             retrieved=chunks,
+            whole=whole,
             dropped={
                 "chunks": len(fresh_chunks) - len(chosen_chunks),
                 "passages": len(passages) - len(chosen_passages),
@@ -129,20 +130,24 @@ class PromptBuilder:
 
     def _fill(
         self, passages: list[WebPassage], chunks: list[RetrievedChunk], room: int
-    ) -> tuple[list[WebPassage], list[RetrievedChunk], int]:
+    ) -> tuple[list[WebPassage], list[RetrievedChunk], int | None, int]:
         """Web passages first (the user asked for them), then chunks; within each list the
         first item that does not fit ends it, so only the lowest-ranked are left out. The code
-        rules' cost is reserved before chunks are taken, and only paid if one is."""
+        rules' cost is reserved before chunks are taken, and only paid if one is. Returns the
+        passages, the chunks, how many leading chunks are shown whole (None: all) and the
+        tokens used."""
         chosen_passages, used = self._take(passages, lambda passage, _: format_passage(passage), room)
         code_room = room - used if self.code_tokens is None else min(room - used, self.code_tokens)
         rules = self._count(CODE_RULES) + 2
-        chosen_chunks, used_by_chunks = self._take(chunks, self._render_chunk, code_room - rules)
+        whole = self.full_chunks
+        chosen_chunks, used_by_chunks = self._take(chunks, _chunk_renderer(whole), code_room - rules)
+        if whole is not None and len(chosen_chunks) < min(whole, len(chunks)):
+            # A chunk meant to be shown whole does not fit: it and the rest go as outlines.
+            whole = len(chosen_chunks)
+            chosen_chunks, used_by_chunks = self._take(chunks, _chunk_renderer(whole), code_room - rules)
         if chosen_chunks:
             used_by_chunks += rules
-        return chosen_passages, chosen_chunks, used + used_by_chunks
-
-    def _render_chunk(self, chunk: RetrievedChunk, position: int) -> str:
-        return format_chunk(chunk, whole=self.full_chunks is None or position < self.full_chunks)
+        return chosen_passages, chosen_chunks, whole, used + used_by_chunks
 
     def _take(self, items: list, render: Callable, room: int) -> tuple[list, int]:
         """The leading items that fit in `room`; `render(item, position)` gives each one's text."""
@@ -163,10 +168,11 @@ class PromptBuilder:
         passages: list[WebPassage],
         *,
         retrieved: Sequence[RetrievedChunk],
+        whole: int | None,
         dropped: dict[str, int],
     ) -> BuiltPrompt:
         while True:
-            user_message = format_user_message(request, chunks, passages, self.full_chunks)
+            user_message = format_user_message(request, chunks, passages, whole)
             messages: list[Message] = [{"role": "system", "content": self.system_prompt}]
             for turn in history[len(history) - kept :]:
                 messages.append({"role": "user", "content": turn.user_message})
@@ -219,6 +225,11 @@ def _newest_within(costs: Sequence[int], limit: int) -> int:
     return kept
 
 
+def _chunk_renderer(whole: int | None) -> Callable[[RetrievedChunk, int], str]:
+    """Renders the chunk at each position: the first `whole` whole, the rest as outlines."""
+    return lambda chunk, position: format_chunk(chunk, whole=whole is None or position < whole)
+
+
 def format_chunk(retrieved: RetrievedChunk, *, whole: bool = True) -> str:
     """The chunk under its citation: its text, or (`whole=False`) its outline."""
     chunk = retrieved.chunk
@@ -240,8 +251,8 @@ def format_user_message(
     first `full_chunks` chunks are shown whole and the rest as outlines (None: all whole)."""
     sections = []
     if chunks:
-        shown = [format_chunk(chunk, whole=full_chunks is None or position < full_chunks)
-                 for position, chunk in enumerate(chunks)]
+        render = _chunk_renderer(full_chunks)
+        shown = [render(chunk, position) for position, chunk in enumerate(chunks)]
         sections.append(CODE_RULES + "\n\n" + "\n\n".join(shown))
     if passages:
         sections.append("From the web:\n\n" + "\n\n".join(map(format_passage, passages)))

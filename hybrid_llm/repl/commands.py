@@ -274,6 +274,10 @@ class Commands:
         sources = [source.citation for source in answer.sources] + list(answer.web_sources)
         if sources:
             self.io.tool_output("Sources:", *(f"  {source}" for source in sources))
+        if answer.unused_sources:
+            from hybrid_llm.coder import NOT_USED_TITLE  # loaded with the answer already
+
+            self.io.tool_output(NOT_USED_TITLE, *(f"  {source.citation}" for source in answer.unused_sources))
 
     def _require_online(self, command: str) -> None:
         # Checked before any search client is built, so offline nothing network-capable exists.

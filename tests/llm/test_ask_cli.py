@@ -25,8 +25,8 @@ def test_json_output_has_the_documented_shape(tiny_model_dir: Path, tmp_path: Pa
 
     out = json.loads(capsys.readouterr().out)
     assert status == 0
-    assert set(out) == {"answer", "sources", "timings"}
-    assert out["answer"] and out["sources"] == []
+    assert set(out) == {"answer", "sources", "not_used", "timings"}
+    assert out["answer"] and out["sources"] == [] and out["not_used"] == []
     assert set(out["timings"]) == {"retrieval_ms", "prompt_tokens", "ttft_ms", "completion_tokens",
                                    "decode_tok_per_s", "total_ms"}
     assert out["timings"]["completion_tokens"] > 0
