@@ -2,7 +2,7 @@
 well as the bare model, and which default temperature is better?
 
 Modes, interleaved problem by problem so load changes hit them alike, all with the configured
-top_p / top_k and max_tokens 512, answers cut at their first complete code block:
+top_p / top_k and max_tokens 384, answers cut at their first complete code block:
 - `raw`: the default model through our llama.cpp backend with only the user message (the chat
   template's own default system prompt), greedy: the reference;
 - `ask`: `Coder.ask(..., use_rag=False)`, what `hybrid-llm ask --no-rag` runs, greedy;
@@ -77,7 +77,7 @@ def run(problems: list[dict], out: Path) -> None:
     from hybrid_llm.llm.provider import BackendProvider
 
     config = load_config()
-    config.generation.max_tokens = 512
+    config.generation.max_tokens = 384
     greedy = config.model_copy(deep=True)
     greedy.generation.temperature = 0.0
     warm = config.model_copy(deep=True)

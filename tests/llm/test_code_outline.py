@@ -4,7 +4,7 @@ docstrings, the enclosing class), chunked by the real tree-sitter chunker."""
 from __future__ import annotations
 
 from hybrid_llm.llm.code_outline import outline
-from hybrid_llm.llm.prompt import PromptBuilder
+from hybrid_llm.llm.prompt import CODE_RULES, PromptBuilder, format_chunk
 from hybrid_llm.rag.chunk import RetrievedChunk
 from hybrid_llm.rag.chunker import CodeChunker
 
@@ -85,3 +85,17 @@ def test_compact_prompt_shows_the_best_chunk_whole_and_fits_more_in_fewer_tokens
     assert "cleaned = text.replace" not in message and "def parse_amount(text: str) -> float:" in message
     assert len(compact.chunks) == len(whole.chunks) == len(retrieved)
     assert compact.tokens < whole.tokens
+
+
+def test_a_best_chunk_too_big_to_show_whole_is_outlined_instead_of_dropped(tiny_tokenizer):
+    count = lambda text: len(tiny_tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+    chunk = next(c for c in chunks_of(LEDGER, 5000) if c.symbol == "Ledger")
+    retrieved = [RetrievedChunk(chunk, 1.0)]
+    whole, outlined = (count(format_chunk(retrieved[0], whole=flag)) for flag in (True, False))
+    cap = count(CODE_RULES) + 4 + (whole + outlined) // 2  # room for the outline, not the class
+
+    built = PromptBuilder(count, context_length=4096, max_tokens=512, full_chunks=1,
+                          code_tokens=cap).build("fix post", chunks=retrieved)
+
+    assert built.chunks == retrieved
+    assert "def post(" in built.user_message and "self.entries.append" not in built.user_message

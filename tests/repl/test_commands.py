@@ -257,3 +257,28 @@ def test_save_over_a_huge_file_asks_without_reading_it_all(commands: Commands, i
     commands.run("/save 1 big.py")
     assert io.warnings == ["big.py has 2,400,000 bytes: too large to show a diff"]
     assert io.questions == ["Overwrite big.py?"] and io.diffs == []
+
+
+def test_code_lists_the_retrieved_sources_it_left_out_as_not_used(
+    repo: Path, provider, search_client, io: ScriptedIO
+) -> None:
+    from hybrid_llm.config import Config
+    from hybrid_llm.repl.session import Session
+
+    # Retrieval on (the real index and embedder), the shipped relevance gate.
+    session = Session(Config.model_validate({"generation": {"max_tokens": 256}}), repo, provider=provider,
+                      search_client=search_client)
+    commands = Commands(io, session)
+    commands.run("/code write a function that reverses a singly linked list in place")
+
+    title = io.output.index("Not used (name a file in your request to include it):")
+    assert "Sources:" not in io.output
+    assert io.output[title + 1].startswith("  src/util.py:1-")
+    prompt = commands.session.provider.backend.calls[-1][-1]["content"]
+    assert "def greet" not in prompt
+
+    commands.run("/code the same, in the style of util.py")
+
+    assert "Sources:" in io.output[title + 2:]
+    assert "def greet" in commands.session.provider.backend.calls[-1][-1]["content"]
+    session.close()
