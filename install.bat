@@ -32,7 +32,7 @@ call :step "hybrid-llm and its dependencies"
 %PIP% install --quiet -e ".[test]" || exit /b 1
 call :done_step
 
-call :step "embedding model (all-MiniLM-L6-v2) exported to ONNX int8"
+call :step "embedding model (code-trained MiniLM, int8 ONNX shipped in the package) checked"
 "%VENV%\Scripts\hybrid-llm.exe" index --prepare-embedder || exit /b 1
 call :done_step
 

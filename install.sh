@@ -33,7 +33,7 @@ step "hybrid-llm and its dependencies"
 "${PIP[@]}" install --quiet -e ".[test]"
 done_step
 
-step "embedding model (all-MiniLM-L6-v2) exported to ONNX int8"
+step "embedding model (code-trained MiniLM, int8 ONNX shipped in the package) checked"
 "$VENV/bin/hybrid-llm" index --prepare-embedder
 done_step
 

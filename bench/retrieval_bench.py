@@ -3,10 +3,14 @@
 For each package (click, jinja2, pygments) the source is copied with every function docstring
 removed; the first sentence of each removed docstring is a query, and its answer is that
 function's line range in the copy. The copy is indexed with the real `CodeIndex` and searched
-with the real `HybridRetriever` in three modes: keyword-only, dense-only and hybrid (RRF).
+with the real `HybridRetriever` in three modes: keyword-only, dense-only and hybrid (RRF), once
+per embedder compared (`--embedders`, default the shipped code model and MiniLM, the
+reference), plus any extra hybrid weightings (`--also-weights 1.5:1`). `--source-root` takes the
+packages from unpacked wheels instead: the code embedder's held-out validation packages.
 The same sets are also indexed with a fixed 40-line window chunker, to measure what
 syntax-aware chunking buys. Latency is measured warm (models loaded, index open) on one index
-holding every copy plus padding source, at >= 10,000 chunks.
+holding every copy plus padding source, at >= 10,000 chunks, with the first embedder listed;
+embedding throughput is compared between the embedders on the same chunks.
 
 A result is a hit when it shows most of the answer or lies mostly inside it: the overlap is at
 least half of the function's lines or at least half of the result's lines. This is fair to

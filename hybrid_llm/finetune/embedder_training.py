@@ -10,17 +10,20 @@ so the benchmark measures code the model never saw. Each function docstring is s
 as the benchmark strips it (`docstring_queries.strip_docstrings`); its first sentence and its
 whole text become two descriptions of the chunk `CodeChunker` makes of the function, embedded
 as the index embeds it (`catalog.embed_text`: path and signature header, then the code, cut at
-the embedder's token limit). The hard negative of a pair is the chunk of the same package that
-the project's own BM25 keyword search ranks highest without being the answer: the look-alike
-helpers retrieval confuses. VALIDATION_PACKAGES are held out whole; measure them with
+the embedder's 256 tokens). Hard negatives come from the project's own BM25 keyword search:
+each batch holds pairs of one package whose answers keyword search confuses with each other
+(`look_alike_batches`), so every description is ranked against ~31 in-package look-alikes.
+VALIDATION_PACKAGES are held out whole; measure them with
 `bench/retrieval_bench.py --source-root <dir with the unpacked wheels> --packages ...`.
 
-Run (about 40 minutes on 2 shared cores; every step's inputs are recorded in manifest.json):
+Run (about 30 minutes on 2 cores shared with other work; inputs are recorded in manifest.json):
     nice -n 19 .venv/bin/python -m hybrid_llm.finetune.embedder_training --work /tmp/code-emb
 It downloads the wheels into WORK/wheels (pip, PyPI), mines WORK/pairs.jsonl, trains into
-WORK/model (checkpoints every 20 steps: `--export-only` exports the latest one if time runs
-out), and exports int8 ONNX to `hybrid_llm/rag/code_embedder/` exactly as the install exports
-MiniLM. Update `CODE_MODEL_SHA256` in `hybrid_llm/rag/embedder.py` with the printed hash.
+WORK/model (a checkpoint every 10 steps and when --max-minutes runs out; `--export-only`
+exports the latest one), and exports int8 ONNX to `hybrid_llm/rag/code_embedder/` with the
+install's own MiniLM export. Then set `CODE_MODEL_SHA256` in `hybrid_llm/rag/embedder.py` to
+the printed hash. Training on CPU is not bit-reproducible across machines (thread counts change
+float summation order); the same inputs, seed and steps give a model of the same quality.
 """
 
 from __future__ import annotations

