@@ -58,4 +58,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     install.add_argument("--flavor", choices=("native", "portable", "prebuilt"), default="native",
                          help="the first build to try (later ones are tried if it fails); default native")
-    install.set_defaults(func=cmd_engine_install)
+    install.set_defaults(func=cmd_engine_install, outside_sandbox=True)  # pip downloads: the sandbox has no network
