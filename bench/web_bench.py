@@ -4,7 +4,8 @@
   loopback server that waits `--latency` seconds per page like a real web server far away;
 - extraction: trafilatura plus the code-block check and readability fallback (what we run) vs
   trafilatura alone, on the test pages in tests/net/pages/;
-- the disk cache: a cached page vs fetching it again.
+- the disk cache: a cached page vs fetching it again;
+- the web broker (Linux default sandbox): a page downloaded by the broker process vs directly.
 
     python bench/web_bench.py [--pages 3] [--latency 0.3] [--repeat 5]
 """
@@ -113,7 +114,22 @@ def main() -> int:
         median_seconds(lambda: cached.fetch(url), args.repeat),
     )
     server.shutdown()
+    report_broker_hop(max(args.repeat, 20))
     return 0
+
+
+def report_broker_hop(repeat: int) -> None:
+    """The default sandbox's price per page: a download by the web broker process (one more
+    process hop) vs the same download made here, both from a public address that exists only in a
+    private network namespace (tests/net/public_web.py; the broker refuses loopback)."""
+    from tests.net import public_web
+
+    if public_web.unavailable():
+        print(f"broker hop  skipped: {public_web.unavailable()}")
+        return
+    timings = public_web.run("hop", str(repeat))
+    report("broker hop", "direct    ", timings["direct"], "broker  ", timings["broker"])
+    print(f"broker hop  +{(timings['broker'] - timings['direct']) * 1000:.1f} ms per page (target <= +50 ms)")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Privilege separation, as OpenSSH and browsers do it. The assistant (REPL, model, index, every
 child) runs in the network sandbox and can never regain the network; `/search` and `/web` ask
-this process instead, over a Unix socket pair inherited at start-up. It is started with `-I`
+this process instead, over a Unix socket pair inherited at start-up. It is started with `-I -S`
 from `/`, imports no model, index or user-code module, opens no file, and is told only:
 
 - `search`: the query text, sent to the single engine in `web.backend`;
@@ -116,7 +116,9 @@ def public_addresses(host: str, port: int) -> list[tuple[Any, ...]]:
         problem = public_address_problem(address)
         if problem:
             named = host if host.strip("[]") == address else f"{host} ({address})"
-            raise Refused(f"refused: {named} is {problem}; the web broker only fetches public sites")
+            raise Refused(
+                f"refused: {named} is {problem}; the web broker only fetches public sites"
+            )
     return infos
 
 
@@ -151,7 +153,7 @@ class BrokerState:
         self.online = online
         self._lock = threading.Lock()
         self._fetcher: Any = None
-        self._searcher = searcher  # a SearchClient; tests pass a local one (the engine is the internet)
+        self._searcher = searcher  # a SearchClient; tests pass a local one (the engine is remote)
 
     def handle(self, request: dict[str, Any]) -> tuple[dict[str, Any], socket.socket | None]:
         op = request.get("op")
@@ -160,9 +162,13 @@ class BrokerState:
         if op not in ("search", "fetch"):
             raise Refused(f"the web broker does not do {str(op)[:40]!r}: only search and fetch")
         if not self.online:
-            raise Refused(f"/{'web' if op == 'fetch' else 'search'} refused: the assistant is offline; type /offline to go online")
+            command = "/web" if op == "fetch" else "/search"
+            raise Refused(
+                f"{command} refused: the assistant is offline; type /offline to go online"
+            )
         if op == "search":
-            return {"results": self._search(str(request.get("query", "")), int(request["max_results"]))}, None
+            query, limit = str(request.get("query", "")), int(request["max_results"])
+            return {"results": self._search(query, limit)}, None
         url = str(request.get("url", ""))
         check_url(url)
         page = self._page_fetcher().download(url)
@@ -176,6 +182,7 @@ class BrokerState:
     def _search(self, query: str, max_results: int) -> list[dict[str, str]]:
         with self._lock:
             if self._searcher is None:
+                _load_site_packages()
                 from hybrid_llm.config import WebSettings
                 from hybrid_llm.net.search import DdgsSearchClient
 
@@ -185,12 +192,23 @@ class BrokerState:
     def _page_fetcher(self) -> Any:
         with self._lock:
             if self._fetcher is None:
+                _load_site_packages()
                 self._fetcher = _public_page_fetcher(self.web)
             return self._fetcher
 
     def warm_up(self) -> None:
         """Import the HTTP and search code ahead of the first request, once online."""
         self._page_fetcher()
+
+
+def _load_site_packages() -> None:
+    """The broker starts as `python -I -S broker.py`: the standard library only, which is all it
+    needs while offline. The HTTP and search packages (and hybrid_llm) come from site-packages,
+    added here on the first online request."""
+    import site
+
+    if not any(path.endswith("site-packages") for path in sys.path):
+        site.main()
 
 
 def _public_page_fetcher(web: dict[str, Any]) -> Any:
@@ -202,12 +220,12 @@ def _public_page_fetcher(web: dict[str, Any]) -> Any:
     from hybrid_llm.net.fetch import USER_AGENT, PageFetcher
 
     class PublicOnlyBackend(httpcore.SyncBackend):
-        def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options: Any = None) -> httpcore.NetworkStream:
+        def connect_tcp(
+            self, host: str, port: int, timeout: float | None = None, *_: Any, **__: Any
+        ) -> httpcore.NetworkStream:
             try:
                 sock = connect_public(host, port, timeout)
-            except Refused as exc:
-                raise httpcore.ConnectError(str(exc)) from None
-            except OSError as exc:
+            except (Refused, OSError) as exc:  # redirects land here: refused like the first URL
                 raise httpcore.ConnectError(str(exc)) from None
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return httpcore._backends.sync.SyncStream(sock)

@@ -17,6 +17,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from hybrid_llm.errors import UserError
+from hybrid_llm.net import broker
 from hybrid_llm.net.broker import receive_message
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 _REPLY_MARGIN_S = 5.0  # on top of web.timeout: the broker reports its own timeouts first
 _CONNECT_TIMEOUT_S = 15.0
 _RELAY_CHUNK = 65536
+_START_NICENESS = 5
 _WEB_KEYS = ("backend", "max_results", "timeout", "region", "fetch_pages")
 
 
@@ -47,7 +50,9 @@ class BrokerUnavailable(UserError):
 class BrokerClient:
     """Requests to the broker over the inherited socket; safe to use from several threads."""
 
-    def __init__(self, control: socket.socket, process: subprocess.Popen[bytes] | None = None) -> None:
+    def __init__(
+        self, control: socket.socket, process: subprocess.Popen[bytes] | None = None
+    ) -> None:
         self._control = control
         self.process = process
         self._send_lock = threading.Lock()
@@ -93,7 +98,7 @@ class BrokerClient:
         if fd is None:
             raise OSError(f"the web broker sent no connection to {host}:{port}")
         connection = socket.socket(fileno=fd)
-        connection.setblocking(True)  # the broker's connect timeout left the descriptor non-blocking
+        connection.setblocking(True)  # the broker's connect timeout left it non-blocking
         return connection
 
     def _ask(self, request: dict[str, Any], timeout: float) -> tuple[dict[str, Any], int | None]:
@@ -102,7 +107,9 @@ class BrokerClient:
             raise UserError(answer["error"])
         return answer, fd
 
-    def exchange(self, request: dict[str, Any], timeout: float) -> tuple[dict[str, Any], int | None]:
+    def exchange(
+        self, request: dict[str, Any], timeout: float
+    ) -> tuple[dict[str, Any], int | None]:
         """Send any request and return the broker's answer as is (`verify-offline` sends it
         requests it must refuse); raise BrokerUnavailable when it is gone."""
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -111,11 +118,12 @@ class BrokerClient:
                 self._send(request, theirs)
             finally:
                 theirs.close()
-            mine.settimeout(timeout + _REPLY_MARGIN_S)
+            patience = timeout + _REPLY_MARGIN_S
+            mine.settimeout(patience)
             try:
                 answer, fd = receive_message(mine)
             except TimeoutError:
-                raise UserError(f"the web broker did not answer within {timeout + _REPLY_MARGIN_S:g}s") from None
+                raise UserError(f"the web broker did not answer within {patience:g}s") from None
             except OSError as exc:
                 raise self._gone(exc) from None
         if answer is None:
@@ -135,9 +143,10 @@ class BrokerClient:
 
     def _gone(self, error: OSError | None) -> BrokerUnavailable:
         status = self.process.poll() if self.process else None
-        how = f"exited with status {status}" if status is not None else f"stopped answering ({error})"
+        how = f"exited with status {status}" if status is not None else f"failed ({error})"
         return BrokerUnavailable(
-            f"the web broker {how}; /web and /search need it: restart hybrid-llm (the rest still works)"
+            f"the web broker {how}; /web and /search need it: restart hybrid-llm "
+            "(the rest still works)"
         )
 
 
@@ -165,11 +174,28 @@ class BrokerPageSource:
 
 
 _CURRENT: BrokerClient | None = None
+_MISSING = "this session runs in the network sandbox without a web broker (started with --sandbox)"
 
 
 def current() -> BrokerClient | None:
     """The broker of this process, when it was started with one (the default sandboxed mode)."""
     return _CURRENT
+
+
+def for_web() -> BrokerClient | None:
+    """The broker web code must use: None outside the sandbox (it connects itself there), and
+    BrokerUnavailable in a sandbox that has none, since no connection can work from there."""
+    from hybrid_llm.net import sandbox
+
+    if _CURRENT is None and sandbox.DefaultMode.sandboxed():
+        raise BrokerUnavailable(f"/web and /search cannot reach the internet: {_MISSING}")
+    return _CURRENT
+
+
+def start_failed(reason: str) -> None:
+    """Remember why the broker could not start, for the one line `/web` then shows."""
+    global _MISSING
+    _MISSING = f"the web broker could not start ({reason}); the rest works offline"
 
 
 def start_broker(config: Config) -> BrokerClient:
@@ -187,8 +213,12 @@ def spawn_broker(config: Config, forwards: list[tuple[str, int]], *, online: boo
 
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     web = {key: getattr(config.web, key) for key in _WEB_KEYS}
+    # -S: site-packages are added only when the broker first goes online (see broker.py); and
+    # at a lower priority: it starts while the REPL does, and only /web ever waits for it.
+    nice = shutil.which("nice")
     command = [
-        sys.executable, "-I", "-m", "hybrid_llm.net.broker", "--fd", str(theirs.fileno()),
+        *([nice, "-n", str(_START_NICENESS)] if nice else []),
+        sys.executable, "-I", "-S", broker.__file__, "--fd", str(theirs.fileno()),
         "--web", json.dumps(web), *(f"--forward={host}:{port}" for host, port in forwards),
         *(["--online"] if online else []),
     ]  # fmt: skip
@@ -236,7 +266,8 @@ def loopback_servers(config: Config) -> list[tuple[str, int]]:
         parsed = urlparse(url or "")
         host = parsed.hostname or ""
         if _is_loopback(host) and parsed.scheme in ("http", "https"):
-            servers.append((host, parsed.port or (443 if parsed.scheme == "https" else default_port)))
+            port = parsed.port or (443 if parsed.scheme == "https" else default_port)
+            servers.append((host, port))
     return servers
 
 

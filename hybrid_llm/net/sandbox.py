@@ -96,12 +96,9 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def launcher_command(
-    command: Sequence[str], method: str = "auto", keep_fds: Sequence[int] = ()
-) -> list[str]:
-    """The command line that runs `command` inside the sandbox (`keep_fds` stay open in it)."""
-    kept = [f"--keep-fd={fd}" for fd in keep_fds]
-    return [sys.executable, "-m", "hybrid_llm.net.sandbox", "--method", method, *kept, "--", *command]
+def launcher_command(command: Sequence[str], method: str = "auto") -> list[str]:
+    """The command line that runs `command` inside the sandbox."""
+    return [sys.executable, "-m", "hybrid_llm.net.sandbox", "--method", method, "--", *command]
 
 
 def reexec_sandboxed(env: dict[str, str]) -> NoReturn:
@@ -204,7 +201,11 @@ def enter_default_mode(config: Config) -> str | None:
     if DefaultMode.unavailable:
         return None
     loopback = broker_client.loopback_servers(config)
-    client = broker_client.start_broker(config)
+    try:
+        client: broker_client.BrokerClient | None = broker_client.start_broker(config)
+    except OSError as exc:  # e.g. the interpreter cannot be run again as this user
+        client = None
+        broker_client.start_failed(str(exc))
     try:
         method = enter("namespace" if wanted == "auto" and loopback else wanted)
     except UserError as exc:
@@ -213,10 +214,10 @@ def enter_default_mode(config: Config) -> str | None:
         if loopback:
             DefaultMode.unavailable += " (seccomp would cut the loopback servers in the config)"
         return None
-    close_inherited_descriptors(keep=[client.fileno()])
+    close_inherited_descriptors(keep=[client.fileno()] if client else [])
     os.environ[SANDBOX_ENV] = method
     DefaultMode.method = method
-    for host, port in loopback:
+    for host, port in loopback if client else []:
         broker_client.LoopbackForwarder(client, host, port)
     return method
 
@@ -333,7 +334,6 @@ def _install_seccomp_filter() -> None:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(prog="python -m hybrid_llm.net.sandbox")
     parser.add_argument("--method", choices=METHODS, default="auto")
-    parser.add_argument("--keep-fd", type=int, action="append", default=[], metavar="FD")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -344,9 +344,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    close_inherited_descriptors(keep=args.keep_fd)
-    for fd in args.keep_fd:
-        os.set_inheritable(fd, True)
+    close_inherited_descriptors()
     env = {**os.environ, SANDBOX_ENV: method}
     try:
         os.execvpe(command[0], command, env)

@@ -9,7 +9,8 @@ The probes run three times, each time in a fresh process, the listener always ou
   get);
 - default mode: what `hybrid-llm` runs in with the config as it is: the OS sandbox
   (`network.sandbox`, entered the same way, inherited descriptors closed) plus the guard as
-  `network.allow_loopback` sets it. Without a sandbox here, the guard alone.
+  `network.allow_loopback` sets it. Without a sandbox here, the guard alone, in strict mode,
+  since the listener on 127.0.0.1 plays a remote host.
 
 A path is blocked when the listener saw nothing from it in the default mode. Then the web broker
 (broker.py) is started as the REPL starts it and sent what it must refuse: any request while
@@ -49,19 +50,40 @@ class BrokerCheck:
     online: bool = True
 
 
+def _fetch(url: str) -> dict[str, Any]:
+    return {"op": "fetch", "url": url}
+
+
+_AT_LISTENER = "http://{host}:{port}/"
+_CONNECT = {"op": "connect", "host": "{host}", "port": "{port}"}
 BROKER_CHECKS: tuple[BrokerCheck, ...] = (
-    BrokerCheck("fetch while offline", {"op": "fetch", "url": "http://{host}:{port}/"}, target="broker: fetch while offline", online=False),
-    BrokerCheck("search while offline", {"op": "search", "query": "hybrid-llm", "max_results": 1}, online=False),
-    BrokerCheck("loopback URL", {"op": "fetch", "url": "http://{host}:{port}/"}, target="broker: loopback URL"),
-    BrokerCheck("localhost URL", {"op": "fetch", "url": "http://localhost:{port}/"}, target="broker: localhost URL"),
-    BrokerCheck("IPv6 loopback URL", {"op": "fetch", "url": "http://[::1]:{port}/"}, target="broker: IPv6 loopback URL"),
-    BrokerCheck("private address (10.0.0.1)", {"op": "fetch", "url": "http://10.0.0.1/"}),
-    BrokerCheck("link-local (169.254.169.254)", {"op": "fetch", "url": "http://169.254.169.254/latest/meta-data/"}),
-    BrokerCheck("file:// URL", {"op": "fetch", "url": "file:///etc/passwd"}),
-    BrokerCheck("non-http scheme (ftp)", {"op": "fetch", "url": "ftp://{host}:{port}/"}, target="broker: non-http scheme"),
-    BrokerCheck("server not named in the config", {"op": "connect", "host": "{host}", "port": "{port}"}, target="broker: unnamed server"),
+    BrokerCheck(
+        "fetch while offline", _fetch(_AT_LISTENER), target="broker: fetch while offline",
+        online=False,
+    ),
+    BrokerCheck(
+        "search while offline", {"op": "search", "query": "hybrid-llm", "max_results": 1},
+        online=False,
+    ),
+    BrokerCheck("loopback URL", _fetch(_AT_LISTENER), target="broker: loopback URL"),
+    BrokerCheck(
+        "localhost URL", _fetch("http://localhost:{port}/"), target="broker: localhost URL"
+    ),
+    BrokerCheck(
+        "IPv6 loopback URL", _fetch("http://[::1]:{port}/"), target="broker: IPv6 loopback URL"
+    ),
+    BrokerCheck("private address (10.0.0.1)", _fetch("http://10.0.0.1/")),
+    BrokerCheck("link-local (169.254.169.254)", _fetch("http://169.254.169.254/latest/meta-data/")),
+    BrokerCheck("file:// URL", _fetch("file:///etc/passwd")),
+    BrokerCheck(
+        "non-http scheme (ftp)", _fetch("ftp://{host}:{port}/"), target="broker: non-http scheme"
+    ),
+    BrokerCheck("server not named in the config", _CONNECT, target="broker: unnamed server"),
     BrokerCheck("unknown request", {"op": "exec", "command": "id"}),
-    BrokerCheck("positive control: server named in the config", {"op": "connect", "host": "{host}", "port": "{port}"}, expect="reached", target=_FORWARDED),
+    BrokerCheck(
+        "positive control: server named in the config", _CONNECT, expect="reached",
+        target=_FORWARDED,
+    ),
 )  # fmt: skip
 
 
@@ -115,11 +137,12 @@ class OfflineReport:
     @property
     def failures(self) -> list[str]:
         """Everything that makes the verdict "not offline" or "not proven"."""
+        unproven = [p for p in self.paths if p.control_failed]
         return (
             [f"{p.path}: leaked" for p in self.leaks]
-            + [f"{p.path}: positive control did not reach the listener" for p in self.paths if p.control_failed]
+            + [f"{p.path}: positive control did not reach the listener" for p in unproven]
             + [f"broker, {b.name}: {b.detail}" for b in self.broker if not b.passed]
-        )  # fmt: skip
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -147,7 +170,7 @@ class OfflineReport:
 
 
 def verify_offline(config: Config | None = None) -> OfflineReport:
-    """Every probe with no protection, with layer 2 alone, and in the default mode; then the broker."""
+    """Every probe unprotected, with layer 2 alone and in the default mode; then the broker."""
     if not hasattr(socket, "AF_UNIX"):
         raise UserError("verify-offline needs Unix domain sockets (Linux or macOS)")
     config = config or load_config()
@@ -167,7 +190,7 @@ def verify_offline(config: Config | None = None) -> OfflineReport:
             ]  # fmt: skip
             control = _run_probe_process([*probe_command, "--guard", "off"])
             layer2 = _by_path(_run_probe_process([*probe_command, "--guard", "strict"]))
-            guarded = [*probe_command, "--guard", _guard_mode(config)]
+            guarded = [*probe_command, "--guard", _guard_mode(config, sandboxed=bool(method))]
             default_command = sandbox.launcher_command(guarded, method) if method else guarded
             default = _by_path(_run_probe_process(default_command))
             broker = _check_broker(config, listener)
@@ -206,8 +229,11 @@ def _obstacle(config: Config) -> str | None:
     return sandbox.unavailable_reason()
 
 
-def _guard_mode(config: Config) -> str:
-    return "loopback" if config.network.allow_loopback else "strict"
+def _guard_mode(config: Config, *, sandboxed: bool) -> str:
+    """The guard as the config sets it; but outside a sandbox the listener on 127.0.0.1 stands in
+    for a remote host, which loopback mode refuses like strict mode does (tests/net/
+    test_guard_veth.py shows it on a real non-loopback address), so strict measures that."""
+    return "loopback" if sandboxed and config.network.allow_loopback else "strict"
 
 
 def _by_path(results: list[probes.ProbeResult]) -> dict[str, probes.ProbeResult]:
@@ -253,10 +279,12 @@ def _check_one(
         answer, fd = {"error": str(exc)}, None
     if fd is not None:
         socket.socket(fileno=fd).close()
-    reached = bool(check.target) and read_counts(listener.control_path)[check.target] != before[check.target]
+    after = read_counts(listener.control_path)
+    reached = bool(check.target) and after[check.target] != before[check.target]
     refused = bool(answer.get("refused"))
     detail = answer.get("error") or ("connection handed over" if fd is not None else "answered")
-    return BrokerVerdict(check.name, check.expect, refused, reached, " ".join(str(detail).split())[:160])
+    detail = " ".join(str(detail).split())[:160]
+    return BrokerVerdict(check.name, check.expect, refused, reached, detail)
 
 
 def _fill(value: Any, host: str, port: int) -> Any:
@@ -268,16 +296,20 @@ def _fill(value: Any, host: str, port: int) -> Any:
 def render_table(report: OfflineReport) -> str:
     """The report as fixed-width tables: egress paths, then the broker, then a one-line summary."""
     default_title = (
-        f"default mode ({report.sandbox} sandbox + guard)" if report.sandbox else "default mode (guard only)"
+        f"default mode ({report.sandbox} sandbox + guard)"
+        if report.sandbox
+        else "default mode (guard only)"
     )
     rows = [("egress path", "positive control", "layer 2 alone (strict)", default_title, "verdict")]
     for path in report.paths:
         verdict = "blocked" if path.blocked else "LEAKED"
-        rows.append((path.path, _control_cell(path.control), _cell(path.layer2), _cell(path.default), verdict))
+        cells = (_control_cell(path.control), _cell(path.layer2), _cell(path.default))
+        rows.append((path.path, *cells, verdict))
     broker_rows = [("web broker request", "expected", "result", "", "verdict")]
     for check in report.broker:
         result = "reached the listener" if check.reached else _short(check.detail)
-        broker_rows.append((check.name, check.expect, result, "", "ok" if check.passed else "FAILED"))
+        verdict = "ok" if check.passed else "FAILED"
+        broker_rows.append((check.name, check.expect, result, "", verdict))
     lines = _table(rows) + [""] + _table(broker_rows) + ["", _summary(report)]
     return "\n".join(lines)
 
@@ -313,12 +345,20 @@ def _cell(result: probes.ProbeResult) -> str:
 
 def _summary(report: OfflineReport) -> str:
     total, failures = len(report.paths), report.failures
-    where = f"in the default mode, {report.sandbox} sandbox" if report.sandbox else "in the default mode, no sandbox"
+    sandboxed = f"{report.sandbox} sandbox" if report.sandbox else "no sandbox"
+    where = f"in the default mode, {sandboxed}"
     if not failures:
         return (
             f"offline: all {total} egress paths blocked ({where}); the web broker refused "
             f"{sum(c.expect == 'refused' for c in report.broker)} forbidden requests."
         )
     leaks = len(report.leaks)
-    advice = f" Only layers 1-2 apply: {report.sandbox_unavailable}." if report.sandbox_unavailable else ""
-    return f"NOT offline: {leaks} of {total} egress paths leaked ({where}); {len(failures)} problem(s): {failures[0]}.{advice}"
+    advice = (
+        f" Only layers 1-2 apply: {report.sandbox_unavailable}."
+        if report.sandbox_unavailable
+        else ""
+    )
+    return (
+        f"NOT offline: {leaks} of {total} egress paths leaked ({where}); "
+        f"{len(failures)} problem(s): {failures[0]}.{advice}"
+    )

@@ -117,7 +117,7 @@ class WebResearcher:
         # In the sandbox (the default on Linux) searches and downloads go through the web
         # broker, the one process with network; an injected client is used as given.
         if self._search_client is None:
-            broker = broker_client.current()
+            broker = broker_client.for_web()
             self._search_client = (
                 broker_client.BrokerSearchClient(broker, self._settings)
                 if broker
@@ -127,7 +127,7 @@ class WebResearcher:
 
     def _page_fetcher(self) -> PageFetcher:
         if self._fetcher is None:
-            broker = broker_client.current() if self._http_client is None else None
+            broker = broker_client.for_web() if self._http_client is None else None
             self._fetcher = PageFetcher(
                 self._settings,
                 client=self._http_client,
