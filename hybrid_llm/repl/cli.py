@@ -62,9 +62,13 @@ def terminal_commands(session: Session, **io_options: Any) -> Commands:
     from hybrid_llm.repl.completer import CommandCompleter
     from hybrid_llm.repl.terminal import TerminalIO
     from hybrid_llm.repl.toolbar import toolbar_text
+    from hybrid_llm.repl.typeahead import TypeAhead
 
     io = TerminalIO(history_path(), **io_options)
     commands = Commands(io, session)
     io.completer = CommandCompleter(commands)
-    io.toolbar = partial(toolbar_text, session)
+    settings = session.config.repl
+    if settings.typeahead:
+        io.typeahead = TypeAhead(session, commands.resolve, pause_s=settings.typeahead_pause_ms / 1000)
+    io.toolbar = partial(toolbar_text, session, io.typeahead)
     return commands

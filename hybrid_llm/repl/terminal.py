@@ -3,6 +3,9 @@
 Input habits: persistent history, tab completion, Alt-Enter / Esc-Enter for a new line, a
 bottom toolbar refreshed twice a second, Ctrl-C clears the line and Ctrl-D quits (prompt-toolkit
 raises KeyboardInterrupt / EOFError for those, and the loop acts on them).
+
+Each keystroke is handed to the type-ahead (`typeahead.TypeAhead`), which prepares the request
+on its own thread; it is paused from Enter until the next prompt, so commands own the model.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.completion import Completer
 from prompt_toolkit.history import FileHistory
 from prompt_toolkit.input import Input
@@ -21,6 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from hybrid_llm.repl.io import AnswerStream, StatusLine, is_yes
+from hybrid_llm.repl.typeahead import TypeAhead
 
 TOOLBAR_REFRESH_S = 0.5
 
@@ -50,6 +55,7 @@ class TerminalIO:
         self.completer: Completer | None = None
         self.toolbar: Callable[[], str] | None = None
         self.on_first_prompt: Callable[[], None] | None = None
+        self.typeahead: TypeAhead | None = None
         history_path.parent.mkdir(parents=True, exist_ok=True)
         self._prompt = PromptSession(
             history=FileHistory(str(history_path)),
@@ -61,6 +67,11 @@ class TerminalIO:
         )
         self._question = PromptSession(input=input, output=output)
         self._prompt.app.after_render += self._after_render
+        self._prompt.default_buffer.on_text_changed += self._text_changed
+
+    def _text_changed(self, buffer: Buffer) -> None:
+        if self.typeahead is not None:
+            self.typeahead.text_changed(buffer.text)
 
     def _after_render(self, app: object) -> None:
         # Slow start-up work (model, index) waits until the prompt is on screen, so it cannot
@@ -70,12 +81,23 @@ class TerminalIO:
             callback()
 
     def read_line(self, prompt: str) -> str:
-        return self._prompt.prompt(
-            prompt,
-            completer=self.completer,
-            bottom_toolbar=self.toolbar,
-            prompt_continuation=lambda width, line_number, soft_wrap: ". ".rjust(width),
-        )
+        typeahead = self.typeahead
+        if typeahead is not None:
+            typeahead.resume()
+        try:
+            return self._prompt.prompt(
+                prompt,
+                completer=self.completer,
+                bottom_toolbar=self.toolbar,
+                prompt_continuation=lambda width, line_number, soft_wrap: ". ".rjust(width),
+            )
+        except KeyboardInterrupt:
+            if typeahead is not None:
+                typeahead.drop()
+            raise
+        finally:
+            if typeahead is not None:
+                typeahead.pause()  # the entry's command owns the model from here
 
     def tool_output(self, *messages: str) -> None:
         for message in messages:

@@ -1,5 +1,6 @@
 """The bottom toolbar: model (and whether it is loading), ONLINE/OFFLINE, index state (and the
-progress of embedding in the background), tok/s.
+progress of embedding in the background), tok/s, and whether the request being typed has its
+context prepared ("preparing context…", "context ready").
 
 It is redrawn twice a second while the prompt waits, so it only reads state the session has
 already computed; nothing here may block.
@@ -9,13 +10,16 @@ from __future__ import annotations
 
 from hybrid_llm.errors import UserError
 from hybrid_llm.repl.session import Session
+from hybrid_llm.repl.typeahead import TypeAhead
 
 
-def toolbar_text(session: Session) -> str:
+def toolbar_text(session: Session, typeahead: TypeAhead | None = None) -> str:
     parts = [_model_part(session), _network_part(session), _index_part(session)]
     if session.tokens_per_second:
         parts.append(f"{session.tokens_per_second:.1f} tok/s")
     parts.extend(_speculative_part())
+    if typeahead is not None and typeahead.state:
+        parts.append(typeahead.state)
     return " | ".join(parts)
 
 
