@@ -135,6 +135,7 @@ class NetworkGuard:
 
     def __init__(self) -> None:
         self._level = Level.ONLINE
+        self._floor_hint = Level.ONLINE  # a copy of the hook's floor for the patches' fast path
         self._installed = False
         self._lock = threading.RLock()
         self._clients: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -153,7 +154,13 @@ class NetworkGuard:
 
     @property
     def level(self) -> Level:
+        """The level in force, the inherited floor included."""
         return max(self._level, self.floor)
+
+    def _patch_level(self) -> Level:
+        """The level the patches check with, on every socket call: no round trip to the hook,
+        which checks again with its own floor."""
+        return max(self._level, self._floor_hint)
 
     # -- destination rules, shared by the patches and the audit hook --------------------------
 
@@ -165,7 +172,7 @@ class NetworkGuard:
 
     def refusal(self, host: object, level: Level | None = None) -> str | None:
         """Why `host` is refused now (for example "to 10.0.0.1"), or None when it is allowed."""
-        level = self.level if level is None else level
+        level = self._patch_level() if level is None else level
         if level is Level.ONLINE:
             return None
         if host is None or host in ("", b""):  # passive lookups and INADDR_ANY mean this host
@@ -185,7 +192,7 @@ class NetworkGuard:
         self, family: int, address: object, level: Level | None = None
     ) -> str | None:
         """Why a connection to `address` (a socket address of `family`) is refused, or None."""
-        level = self.level if level is None else level
+        level = self._patch_level() if level is None else level
         if level is Level.ONLINE or family in _LOCAL_FAMILIES:
             return None
         if family in _IP_FAMILIES and isinstance(address, tuple) and address:
@@ -208,7 +215,7 @@ class NetworkGuard:
     ) -> None:
         """Offline, a server may listen on loopback only (in loopback mode): anything bound to
         another address, or to all of them, would hand data to outside clients."""
-        level = self.level if level is None else level
+        level = self._patch_level() if level is None else level
         if level is Level.ONLINE or family not in _IP_FAMILIES:
             return  # other families are refused when the socket is created
         host = address[0] if isinstance(address, tuple) and address else None
@@ -219,17 +226,19 @@ class NetworkGuard:
 
     def check_listening(self, sock: Any, what: str, layer: str) -> None:
         """`listen`/`accept`: judged by the address the socket is bound to (an unbound socket
-        that listens is bound by the kernel to all addresses)."""
-        if self.level is Level.ONLINE or sock.family not in _IP_FAMILIES:
+        that listens is bound by the kernel to all addresses). No audit event backs these up,
+        so `listen` (rare) asks the hook for the floor; `accept` (once per client) does not."""
+        level = self.level if what == "listen" else self._patch_level()
+        if level is Level.ONLINE or sock.family not in _IP_FAMILIES:
             return
         bound = sock.getsockname()
-        self.check_bind(sock.family, ("", 0) if bound[1] == 0 else bound, what, layer)
+        self.check_bind(sock.family, ("", 0) if bound[1] == 0 else bound, what, layer, level)
 
     def check_new_socket(
         self, family: int, kind: int, layer: str, level: Level | None = None
     ) -> None:
         """Only local families and ordinary IP sockets: raw sockets can forge any destination."""
-        level = self.level if level is None else level
+        level = self._patch_level() if level is None else level
         if level is Level.ONLINE or family == -1 or family in _LOCAL_FAMILIES:
             return
         base_kind = kind & ~(
@@ -244,7 +253,7 @@ class NetworkGuard:
     ) -> None:
         """Start a child only where the guard can follow it: its environment must carry the
         guard (any program could start Python), and a Python child must load it."""
-        level = self.level if level is None else level
+        level = self._patch_level() if level is None else level
         if level is Level.ONLINE:
             return
         refusal = _child_refusal(executable, _argv(args), _environment(env), level)
@@ -270,6 +279,7 @@ class NetworkGuard:
     def seal(self, level: Level) -> None:
         """Lock this process at `level` or stricter for good (an inherited guard)."""
         sys.audit(_SEAL_EVENT, level)
+        self._floor_hint = max(self._floor_hint, level)
 
     def register_client(self, client: Any) -> None:
         with self._lock:
@@ -647,7 +657,7 @@ def _patch_socket_module(guard: NetworkGuard) -> None:
         host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
     ) -> list[Any]:  # noqa: A002
         guard.check_host(host, "name lookup", LAYER_PATCH)
-        if guard.level is not Level.ONLINE and _is_localhost(host):
+        if guard._patch_level() is not Level.ONLINE and _is_localhost(host):
             return _localhost_addresses(original_getaddrinfo, port, family, type, proto, flags)
         return original_getaddrinfo(host, port, family, type, proto, flags)
 
@@ -759,10 +769,6 @@ def _make_audit_hook(guard: NetworkGuard) -> Callable[[str, tuple[Any, ...]], No
     def on_system(args: tuple[Any, ...], level: Level) -> None:
         guard.check_child("/bin/sh", ["/bin/sh", "-c", args[0]], None, level)
 
-    def on_class_attribute(args: tuple[Any, ...], level: Level) -> None:
-        if floor is not Level.ONLINE and args[0] in (NetworkGuard, Level):
-            raise _refused(f"changing the network guard's {args[1]}", LAYER_AUDIT)
-
     handlers: dict[str, Callable[[tuple[Any, ...], Level], None]] = {
         "socket.__new__": on_new,
         "socket.bind": on_bind,
@@ -777,25 +783,28 @@ def _make_audit_hook(guard: NetworkGuard) -> Callable[[str, tuple[Any, ...]], No
         "os.exec": on_child,
         "os.spawn": on_spawn,
         "os.system": on_system,
-        "object.__setattr__": on_class_attribute,
-        "object.__delattr__": on_class_attribute,
     }
 
-    def on_guard_event(event: str, args: tuple[Any, ...]) -> None:
+    def on_floor_query(args: tuple[Any, ...]) -> None:
+        args[0].append(floor)
+
+    def on_seal(args: tuple[Any, ...]) -> None:
         nonlocal floor
-        if event == _FLOOR_EVENT:
-            args[0].append(floor)
-        elif event == _SEAL_EVENT:
-            floor = max(floor, Level(args[0]))
-        elif event == _SET_LEVEL_EVENT and args[0] < floor:
+        floor = max(floor, Level(args[0]))
+
+    def on_set_level(args: tuple[Any, ...]) -> None:
+        if args[0] < floor:
             raise NetworkBlockedError(
                 "going online: this process inherited offline mode from its parent", LAYER_CHILD
             )
 
+    guard_events = {_FLOOR_EVENT: on_floor_query, _SEAL_EVENT: on_seal, _SET_LEVEL_EVENT: on_set_level}
+
     def hook(event: str, args: tuple[Any, ...]) -> None:
         # Called for every audit event in the process (imports, opens...): stay cheap.
-        if event.startswith("hybrid_llm.net.guard."):
-            on_guard_event(event, args)
+        guard_event = guard_events.get(event)
+        if guard_event is not None:
+            guard_event(args)
             return
         level = max(guard._level, floor)
         if event == "socket.connect":

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from hybrid_llm.config import Config, NetworkSettings
-from hybrid_llm.net import guard
+from hybrid_llm.net import guard, probes
 from hybrid_llm.net.guard import NetworkBlockedError
 from hybrid_llm.net.listener import CountingListener
 
@@ -271,7 +271,7 @@ def _drop_opt_out():
 ONNX_SESSION = """
 import time
 from hybrid_llm.config import Config
-from hybrid_llm.net import guard
+from hybrid_llm.net import guard, probes
 from hybrid_llm.rag.embedder import default_embedder
 
 guard.install_from_config(Config())
@@ -332,3 +332,101 @@ def test_start_up_self_test_catches_a_replaced_socket_function(monkeypatch: pyte
     verify_off = Config.model_validate({"network": {"verify_no_leaks": False}})
     guard.install_from_config(verify_off)
     assert guard.is_offline()
+
+
+# -- inbound connections, connects in flight, DNS-port connections (issue 15, items 9-11) ------
+
+
+@pytest.mark.parametrize("address", [("0.0.0.0", 0), ("", 0), ("::", 0), ("10.0.0.1", 0)])
+def test_offline_nothing_binds_beyond_loopback(address: tuple[str, int]) -> None:
+    """A server on all addresses would hand data to outside clients, loopback mode or not."""
+    import _socket
+
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    with guard.offline_mode(allow_loopback=True):
+        with socket.socket(family) as sock, pytest.raises(NetworkBlockedError, match="bind"):
+            sock.bind(address)
+        raw = _socket.socket(family)  # the audit hook, for references captured before the guard
+        with pytest.raises(NetworkBlockedError, match=guard.LAYER_AUDIT):
+            raw.bind(address)
+        raw.close()
+
+
+def test_loopback_servers_work_in_loopback_mode_only() -> None:
+    with guard.offline_mode(allow_loopback=True), socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        with socket.create_connection(server.getsockname(), timeout=5):
+            conn, _ = server.accept()
+            conn.close()
+    with guard.offline_mode(allow_loopback=False), socket.socket() as server:
+        with pytest.raises(NetworkBlockedError, match="bind on 127.0.0.1"):
+            server.bind(("127.0.0.1", 0))
+
+
+def test_listen_without_bind_is_refused_since_it_binds_all_addresses() -> None:
+    with guard.offline_mode(allow_loopback=True), socket.socket() as sock:
+        with pytest.raises(NetworkBlockedError, match="listen on all addresses"):
+            sock.listen(1)
+
+
+def test_a_server_listening_on_all_addresses_from_before_cannot_accept_offline() -> None:
+    with socket.socket() as server:
+        server.bind(("0.0.0.0", 0))
+        server.listen(1)
+        guard.enable(allow_loopback=True)
+        with socket.create_connection(("127.0.0.1", server.getsockname()[1]), timeout=5):
+            with pytest.raises(NetworkBlockedError, match="accept on 0.0.0.0"):
+                server.accept()
+        guard.disable()
+        with socket.create_connection(("127.0.0.1", server.getsockname()[1]), timeout=5):
+            server.accept()[0].close()  # online again: served as before
+
+
+def test_a_connect_in_flight_is_cut_when_going_offline(listener: CountingListener) -> None:
+    """getpeername says ENOTCONN while the SYN is unanswered: the guard knows the destination
+    from the connect call and aborts the handshake."""
+    import select
+
+    from hybrid_llm.net.listener import request
+
+    name = "connect in flight when going offline"
+    port = request(listener.control_path, "hold", name)["port"]
+    before = listener.counts()[name]
+    with socket.socket() as sock:
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", port))
+        assert select.select([], [sock], [], 0.2)[1] == []  # still in SYN_SENT
+        guard.enable(allow_loopback=False)
+        request(listener.control_path, "release", name)
+        select.select([], [sock], [], 5)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0
+        with pytest.raises(OSError):
+            sock.send(b"sent while offline")
+    assert listener.counts()[name] == before
+
+
+def _dns_port_unavailable() -> str | None:
+    if not probes._can_listen_on_the_dns_port():
+        return "listening on port 53 needs root here"
+    return None
+
+
+@pytest.mark.skipif(bool(_dns_port_unavailable()), reason=str(_dns_port_unavailable()))
+def test_a_dns_port_connection_from_before_is_cut_in_loopback_mode(
+    listener: CountingListener,
+) -> None:
+    """New connections to port 53 are refused even on loopback; open ones must not survive."""
+    from hybrid_llm.net.listener import request
+
+    name = "DNS-port connection from before (loopback mode)"
+    answer = request(listener.control_path, "listen", name, 53)
+    if "error" in answer:
+        pytest.skip(f"port 53 is taken here: {answer['error']}")
+    sock = socket.create_connection((listener.host, 53), timeout=5)
+    sock.sendall(b"online\n")
+    guard.enable(allow_loopback=True)
+    with pytest.raises(OSError):
+        sock.sendall(b"offline\n")
+    sock.close()
+    assert b"offline" not in listener.counts()[name].payload
