@@ -361,4 +361,6 @@ def _describe_summary(summary: Any) -> str:
     line = ", ".join(parts) + f" in {summary.seconds:.1f} s"
     if summary.interrupted:
         line += " (interrupted: finished files are kept; /index continues)"
+    elif summary.chunks_pending:
+        line += f"; keyword search is ready, {summary.chunks_pending} chunks are embedded in the background"
     return line

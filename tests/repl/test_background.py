@@ -88,7 +88,9 @@ def test_first_request_is_served_by_keyword_search_and_vectors_follow(shop: Path
 def test_quitting_keeps_what_was_embedded(shop: Path) -> None:
     session = Session(offline_config(rag={"enabled": True}), shop, provider=FakeProvider())
     session.start_background_work()
-    Commands(ScriptedIO(), session).run("/index")
+    io = ScriptedIO()
+    Commands(io, session).run("/index")
+    assert f"{FUNCTIONS + 1} chunks are embedded in the background" in io.output[-1]
     _wait_for(lambda: session.vectors and session.vectors[0] > 0)
     session.close()  # mid-way: the round under way finishes, nothing after it starts
     with CodeIndex.open(shop, Config()) as index:
