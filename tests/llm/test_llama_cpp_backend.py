@@ -37,13 +37,16 @@ def test_streams_piece_by_piece_quietly(tiny_gguf: Path, tiny_tokenizer, capfd):
     assert backend.count_tokens(text) == len(tiny_tokenizer.encode(text, add_special_tokens=False))
 
 
-def test_prompt_lookup_decoding_runs_on_prompts_longer_than_a_batch(tiny_gguf: Path):
-    """llama-cpp-python sizes its logits buffer by `logits_all`, which drafting needs."""
-    backend = LlamaCppBackend(tiny_gguf, n_ctx=2048, threads=1, prompt_lookup=True)
+def test_speculative_modes_answer_like_plain_decoding_on_prompts_longer_than_a_batch(tiny_gguf: Path):
+    """Drafts are verified in small batches after a prompt processed in several micro-batches."""
     code = "\n".join(f"value_{i} = compute({i})" for i in range(150))
-    assert backend.count_tokens(code) > 512
-    pieces = list(backend.stream([{"role": "user", "content": code}], max_tokens=16, **GREEDY))
-    assert pieces
+    answers = {}
+    for mode in ("off", "lookup"):
+        backend = LlamaCppBackend(tiny_gguf, n_ctx=2048, threads=1, speculative=mode)
+        assert backend.count_tokens(code) > 512
+        answers[mode] = "".join(backend.stream([{"role": "user", "content": code}], max_tokens=24, **GREEDY))
+        backend.close()
+    assert answers["off"] and answers["lookup"] == answers["off"]
 
 
 def test_threads_setting_is_passed_on(tiny_gguf: Path):
@@ -73,16 +76,22 @@ def time_to_first_token(backend: LlamaCppBackend, messages: list[dict], max_toke
     return time.perf_counter() - started, first + "".join(stream)
 
 
+def stop_delay_after_cancel(backend: LlamaCppBackend, stream) -> tuple[float, list[str]]:
+    """Seconds from a `cancel()` sent 50 ms into consuming the rest of `stream` until it ends,
+    and the pieces that came in that time."""
+    threading.Timer(0.05, backend.cancel).start()
+    started = time.perf_counter()
+    rest = list(stream)
+    return time.perf_counter() - started - 0.05, rest
+
+
 @pytest.mark.slow
 def test_cancel_during_decode_stops_fast_and_the_backend_stays_usable(real_backend: LlamaCppBackend):
     messages = [{"role": "user", "content": "Write a long essay about sorting algorithms."}]
     stream = real_backend.stream(messages, max_tokens=2000, **GREEDY)
     for _, _piece in zip(range(5), stream):
         pass
-    threading.Timer(0.05, real_backend.cancel).start()
-    started = time.perf_counter()
-    rest = list(stream)
-    stopped_after = time.perf_counter() - started - 0.05
+    stopped_after, rest = stop_delay_after_cancel(real_backend, stream)
 
     assert stopped_after < CANCEL_LIMIT_S, f"stopped {stopped_after * 1000:.0f} ms after cancel"
     assert real_backend.count_tokens("".join(rest)) < 10

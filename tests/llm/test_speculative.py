@@ -1,0 +1,125 @@
+"""Speculative decoding (hybrid_llm/llm/speculative.py): drafting must never change the answer.
+
+The real default model (and the 0.5B draft model where it was pulled) for what a user cares
+about: identical greedy answers in every mode, a fast cancel while drafting, a usable backend
+afterwards. One backend per module: its model is loaded once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hybrid_llm.config import REPO_ROOT
+from hybrid_llm.llm import speculative
+from hybrid_llm.llm.llama_cpp_backend import LlamaCppBackend, load_llama
+from hybrid_llm.llm.models import draft_model_path
+from hybrid_llm.llm.prompt import SYSTEM_PROMPT
+from hybrid_llm.llm.speculative import PromptLookup, Sampling, SpeculativeDecoder
+from tests.llm.test_llama_cpp_backend import CANCEL_LIMIT_S, stop_delay_after_cancel
+
+GREEDY = Sampling(0.0, 1.0, 1)
+COPIED_CODE = (REPO_ROOT / "hybrid_llm" / "llm" / "models.py").read_text().split("def verify_file")[0][-900:]
+PROMPTS = {
+    "copies the prompt": f"```python\n{COPIED_CODE}\n```\n\nAdd type hints where they are missing and "
+                         "print the whole edited code.",
+    "generic code": "Write a Python function that returns the n-th Fibonacci number.",
+    "prose": "In two sentences, what is a Python generator?",
+}
+
+
+def test_prompt_lookup_drafts_what_followed_the_most_recent_match():
+    lookup = PromptLookup()
+    lookup.reset([5, 1, 2, 3, 9, 9, 7, 1, 2, 3, 4, 6, 1, 2, 3])
+    assert lookup.propose(3) == [4, 6, 1], "the continuation of the latest [1, 2, 3], not the first"
+    lookup.extend([8])
+    assert lookup.propose(3) == [], "[2, 3, 8] and [3, 8] never appeared before"
+
+
+def test_draft_length_drops_to_zero_when_drafts_are_rejected():
+    length = speculative.DraftLength(draft_token_cost=0.0)
+    costs = speculative.CostModel()
+    for _ in range(20):
+        length.record(drafted=4, accepted=4)
+    assert length.choose(8, costs)[0] >= 4
+    for _ in range(30):
+        length.record(drafted=1, accepted=0)
+    assert length.choose(8, costs) == (0, 1.0)
+
+
+@pytest.fixture(scope="module")
+def draft_file() -> Path | None:
+    return draft_model_path()
+
+
+@pytest.fixture(scope="module")
+def backend(default_model_file: Path, draft_file: Path | None) -> LlamaCppBackend:
+    """Draft mode where the draft model is installed (its cancellation is the harder one)."""
+    mode = "draft" if draft_file else "lookup"
+    loaded = LlamaCppBackend(default_model_file, n_ctx=4096, speculative=mode, draft_model_path=draft_file)
+    yield loaded
+    loaded.close()
+
+
+def decoders(backend: LlamaCppBackend, draft_file: Path | None) -> dict[str, SpeculativeDecoder]:
+    draft = backend._draft_llama or (load_llama(draft_file, n_ctx=4096, threads=backend.threads) if draft_file else None)
+    modes = ["off", "lookup"] + (["draft"] if draft else [])
+    if speculative.drafter_names("auto", draft is not None) not in [(), ("lookup",), ("draft",)]:
+        modes.append("auto")  # otherwise auto drafts exactly like one of the modes above
+    return {mode: SpeculativeDecoder(backend._llama, mode,
+                                     speculative.make_drafters(speculative.drafter_names(mode, draft is not None), draft),
+                                     lambda: False)
+            for mode in modes}
+
+
+def messages(request: str) -> list[dict]:
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": request}]
+
+
+@pytest.mark.slow
+def test_every_mode_gives_the_plain_greedy_answer_token_for_token(backend: LlamaCppBackend, draft_file):
+    chat = speculative.ChatPrompt(backend._llama)
+    by_mode = decoders(backend, draft_file)
+    for label, request in PROMPTS.items():
+        prompt = chat.tokens(messages(request))
+        binding = backend._llama.create_chat_completion(messages(request), max_tokens=32, temperature=0.0, top_k=1)
+        answers, drafted = {}, {}
+        for mode, decoder in by_mode.items():
+            answers[mode] = "".join(decoder.generate(prompt, max_tokens=32, sampling=GREEDY))
+            drafted[mode] = speculative.last_stats()
+        assert answers["off"] == binding["choices"][0]["message"]["content"], label
+        for mode, answer in answers.items():
+            assert answer == answers["off"], f"{label}: {mode} differs from off"
+        if label == "copies the prompt":
+            assert drafted["lookup"].accepted > 10, "copying must be drafted and accepted"
+    # Sampling with top_k 1 is deterministic, so it must match greedy through the sampled path.
+    prompt = chat.tokens(messages(PROMPTS["copies the prompt"]))
+    sampled = "".join(by_mode["lookup"].generate(prompt, max_tokens=32, sampling=Sampling(0.7, 0.95, 1)))
+    assert sampled == "".join(by_mode["off"].generate(prompt, max_tokens=32, sampling=GREEDY))
+    for decoder in by_mode.values():
+        decoder.close()
+
+
+@pytest.mark.slow
+def test_stop_string_ends_the_answer_before_it(backend: LlamaCppBackend):
+    request = messages("Print the numbers 1 to 10 separated by commas, nothing else.")
+    plain = "".join(backend.stream(request, max_tokens=40, temperature=0.0, top_p=1.0, top_k=1))
+    assert "5" in plain
+    stopped = "".join(backend.stream(request, max_tokens=40, temperature=0.0, top_p=1.0, top_k=1, stop=["5"]))
+    assert stopped == plain[: plain.index("5")]
+
+
+@pytest.mark.slow
+def test_cancel_while_drafting_stops_fast_and_the_backend_stays_usable(backend: LlamaCppBackend):
+    stream = backend.stream(messages(PROMPTS["copies the prompt"]), max_tokens=600,
+                            temperature=0.0, top_p=1.0, top_k=1)
+    for _, _piece in zip(range(12), stream):
+        pass
+    stopped_after, rest = stop_delay_after_cancel(backend, stream)
+
+    assert stopped_after < CANCEL_LIMIT_S, f"stopped {stopped_after * 1000:.0f} ms after cancel"
+    assert backend.count_tokens("".join(rest)) < 40
+    assert speculative.last_stats().drafted > 0, "the cancelled answer was being drafted"
+    after = "".join(backend.stream(messages("Say hi."), max_tokens=8, temperature=0.0, top_p=1.0, top_k=1))
+    assert after.strip()
