@@ -484,30 +484,34 @@ def _is_env_program(path: str) -> bool:
 def _after_env(args: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     """The command `env ARGS` runs, and its environment (-i, -u, NAME=VALUE, -S applied)."""
     env, pending = dict(env), list(args)
-    while pending:
-        arg = pending.pop(0)
-        name, _, attached = arg.partition("=")
-        if arg.startswith("--") and name in _ENV_LONG_OPTIONS:
-            arg = _ENV_LONG_OPTIONS[name] + attached
-        if arg == "--":
+    while pending and pending[0].startswith("-"):
+        option = pending.pop(0)
+        if option == "--":
             break
-        if arg in ("-", "-i"):
+        if option.startswith("--"):
+            name, _, attached = option.partition("=")
+            if name not in _ENV_LONG_OPTIONS:
+                continue
+            option = _ENV_LONG_OPTIONS[name] + attached
+        _apply_env_flags(option[1:] or "i", pending, env)  # a lone "-" means -i
+    while pending and "=" in pending[0]:
+        name, _, value = pending.pop(0).partition("=")
+        env[name] = value
+    return pending, env
+
+
+def _apply_env_flags(flags: str, pending: list[str], env: dict[str, str]) -> None:
+    """One cluster of `env` short options, such as -i, -vi, -uNAME or -S "python -I"."""
+    for position, flag in enumerate(flags):
+        if flag == "i":
             env.clear()
-        elif arg.startswith("-") and len(arg) > 1 and not arg.startswith("--"):
-            flag, value = arg[1], arg[2:]
-            if flag in _ENV_VALUE_FLAGS and not value and pending:
-                value = pending.pop(0)
-            if flag == "i":
-                env.clear()
-            elif flag == "u":
+        elif flag in _ENV_VALUE_FLAGS:
+            value = flags[position + 1 :] or (pending.pop(0) if pending else "")
+            if flag == "u":
                 env.pop(value, None)
             elif flag == "S":
                 pending[:0] = shlex.split(value)
-        elif not arg.startswith("-") and "=" in arg:
-            env[name] = attached
-        elif not arg.startswith("-"):
-            return [arg, *pending], env
-    return pending, env
+            return
 
 
 def _shebang(path: str) -> list[str] | None:
@@ -544,8 +548,9 @@ _python_binaries: dict[tuple[str, int, int, int], bool] = {}
 
 def _contains_python_main(path: str) -> bool:
     try:
-        with open(path, "rb") as binary, mmap.mmap(binary.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            return any(m.find(symbol) != -1 for symbol in _PYTHON_MAIN_SYMBOLS)
+        with open(path, "rb") as binary:
+            with mmap.mmap(binary.fileno(), 0, access=mmap.ACCESS_READ) as content:
+                return any(content.find(symbol) != -1 for symbol in _PYTHON_MAIN_SYMBOLS)
     except (OSError, ValueError):  # unreadable, or empty (mmap refuses a zero-length file)
         return False
 
@@ -798,7 +803,9 @@ def _make_audit_hook(guard: NetworkGuard) -> Callable[[str, tuple[Any, ...]], No
                 "going online: this process inherited offline mode from its parent", LAYER_CHILD
             )
 
-    guard_events = {_FLOOR_EVENT: on_floor_query, _SEAL_EVENT: on_seal, _SET_LEVEL_EVENT: on_set_level}
+    guard_events = {
+        _FLOOR_EVENT: on_floor_query, _SEAL_EVENT: on_seal, _SET_LEVEL_EVENT: on_set_level
+    }
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         # Called for every audit event in the process (imports, opens...): stay cheap.

@@ -554,18 +554,18 @@ def run_probes(
     "strict" (loopback refused too), "loopback" (loopback allowed) or "off"."""
     selected = [p for p in PROBES if p.available() and (names is None or p.name in names)]
     return [
-        _run_one(probe, Target(host, ports[probe.name], control_path, probe.name), control_path, mode)
+        _run_one(probe, Target(host, ports[probe.name], control_path, probe.name), mode)
         for probe in selected
     ]
 
 
-def _run_one(probe: EgressProbe, target: Target, control_path: str, mode: str) -> ProbeResult:
+def _run_one(probe: EgressProbe, target: Target, mode: str) -> ProbeResult:
     try:
         state = probe.setup(target) if probe.setup else None
     except Exception as exc:  # noqa: BLE001 - nothing to probe without the open connection
         detail = f"not applicable: no connection while online ({exc})"
         return ProbeResult(probe.name, False, None, detail, probe.native, applicable=False)
-    before = read_counts(control_path)[probe.name]
+    before = read_counts(target.control)[probe.name]
     error: BaseException | None = None
     try:
         with _guard_in(mode if probe.loopback_allowed or mode == "off" else "loopback"):
@@ -574,7 +574,7 @@ def _run_one(probe: EgressProbe, target: Target, control_path: str, mode: str) -
         error = exc
     finally:
         _release(state)
-    reached = read_counts(control_path)[probe.name] != before
+    reached = read_counts(target.control)[probe.name] != before
     layer = blocking_layer(error)
     if layer is None and not reached:
         layer = _silent_stop(probe, guarded=mode != "off")

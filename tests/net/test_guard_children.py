@@ -87,6 +87,10 @@ UNFOLLOWABLE: dict[str, Callable[[Path, int], tuple[list[str] | str, dict[str, s
     "env -i": lambda tmp, port: (["env", "-i", *python(port=port)], None),
     "env -u PYTHONPATH": lambda tmp, port: (["env", "-u", "PYTHONPATH", *python(port=port)], None),
     "env PYTHONPATH=": lambda tmp, port: (["env", "PYTHONPATH=", *python(port=port)], None),
+    "env -vi": lambda tmp, port: (["env", "-vi", *python(port=port)], None),
+    "env -- PYTHONPATH=": lambda tmp, port: (
+        ["env", "--", "PYTHONPATH=", *python(port=port)], None
+    ),
     "env -S with -I": lambda tmp, port: (
         ["env", "-S", f"{sys.executable} -I", "-c", CONNECT, str(port)], None
     ),
