@@ -252,8 +252,10 @@ class NetworkGuard:
         self, executable: object, args: object, env: object, level: Level | None = None
     ) -> None:
         """Start a child only where the guard can follow it: its environment must carry the
-        guard (any program could start Python), and a Python child must load it."""
-        level = self._patch_level() if level is None else level
+        guard (any program could start Python), and a Python child must load it. Starting a
+        process is rare: without `level`, the hook is asked for the floor (`fork_exec` has no
+        audit event to back this check up)."""
+        level = self.level if level is None else level
         if level is Level.ONLINE:
             return
         refusal = _child_refusal(executable, _argv(args), _environment(env), level)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import random
 import selectors
 import socket
 import subprocess
@@ -54,9 +55,9 @@ def read_counts(control_path: str | Path) -> dict[str, Hits]:
 
 def request(control_path: str | Path, command: str, name: str, port: int = 0) -> dict[str, Any]:
     """One of `dial` (connect to `port` on the listener's host and count what arrives under
-    `name`), `listen` (also count connections to `port` under `name`), `hold` (a new port where
-    connects stay in flight) or `release` (let them complete); the answer has "port" or
-    "error"."""
+    `name`), `listen` (also count connections to `port` under `name`; the answer's "host" says
+    where), `hold` (a new port where connects stay in flight) or `release` (let them complete);
+    the answer has "port", or "error"."""
     return json.loads(_ask(control_path, json.dumps([command, name, port]).encode()))
 
 
@@ -153,7 +154,7 @@ class _Server:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.host, self.family = host, family
         self.held: dict[str, tuple[socket.socket, socket.socket]] = {}  # server, its filler
-        self.extra_ports: set[tuple[str, int]] = set()
+        self.extra_ports: dict[tuple[str, int], str] = {}  # (name, port) -> host
         self.selector = selectors.DefaultSelector()
         self.hits = {name: _Port() for name in [*tcp, *udp]}
         self.ports: dict[str, int] = {}
@@ -257,22 +258,35 @@ class _Server:
             self.selector.register(client, selectors.EVENT_READ, (self._read, name))
             return {"port": port}
         if command == "listen":
-            if (name, port) in self.extra_ports:
-                return {"port": port}
-            server = socket.socket(self.family, socket.SOCK_STREAM)
-            try:
-                self._listen(name, server, self.host, self._accept, port=port)
-            except OSError:
-                server.close()
-                raise
-            self.extra_ports.add((name, port))
-            return {"port": port}
+            if (name, port) not in self.extra_ports:
+                self.extra_ports[name, port] = self._listen_on_own_address(name, port)
+            return {"host": self.extra_ports[name, port], "port": port}
         if command == "hold":
             return {"port": self._hold(name)}
         if command == "release":
             self._release(name)
             return {"port": port}
         raise ValueError(f"unknown command {command!r}")
+
+    def _listen_on_own_address(self, name: str, port: int) -> str:
+        """Listen on `port` (such as 53); on Linux, on an address of 127/8 of our own rather
+        than 127.0.0.1, so that neither another listener nor a local resolver is in the way."""
+        hosts = [self.host]
+        if self.host == "127.0.0.1" and sys.platform.startswith("linux"):
+            hosts = [f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.1" for _ in range(5)]
+        for host in hosts[:-1]:
+            with contextlib.suppress(OSError):
+                return self._listen_at(name, host, port)
+        return self._listen_at(name, hosts[-1], port)
+
+    def _listen_at(self, name: str, host: str, port: int) -> str:
+        server = socket.socket(self.family, socket.SOCK_STREAM)
+        try:
+            self._listen(name, server, host, self._accept, port=port)
+        except OSError:
+            server.close()
+            raise
+        return host
 
     def _hold(self, name: str) -> int:
         """A port whose accept queue (backlog 0) is filled by the listener's own connection: a

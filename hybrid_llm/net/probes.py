@@ -214,11 +214,15 @@ def _reuse_pooled_client(target: Target, client: Any) -> None:
     client.get(target.url)
 
 
-def _listener_port(target: Target, command: str, port: int = 0) -> int:
+def _ask_listener(target: Target, command: str, port: int = 0) -> dict[str, Any]:
     answer = request(target.control, command, target.name, port)
     if "error" in answer:
         raise OSError(f"the listener could not {command}: {answer['error']}")
-    return int(answer["port"])
+    return answer
+
+
+def _listener_port(target: Target, command: str, port: int = 0) -> int:
+    return int(_ask_listener(target, command, port)["port"])
 
 
 def _all_addresses(host: str) -> str:
@@ -270,7 +274,7 @@ def _complete_connect(target: Target, sock: socket.socket) -> None:
 
 
 def _open_dns_port_socket(target: Target) -> socket.socket:
-    return _open_socket(Target(target.host, _listener_port(target, "listen", _DNS_PORT)))
+    return _open_socket(Target(_ask_listener(target, "listen", _DNS_PORT)["host"], _DNS_PORT))
 
 
 def _can_listen_on_the_dns_port() -> bool:
