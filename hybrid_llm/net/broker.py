@@ -2,8 +2,9 @@
 
 Privilege separation, as OpenSSH and browsers do it. The assistant (REPL, model, index, every
 child) runs in the network sandbox and can never regain the network; `/search` and `/web` ask
-this process instead, over a Unix socket pair inherited at start-up. It is started with `-I -S`
-from `/`, imports no model, index or user-code module, opens no file, and is told only:
+this process instead, over a Unix socket pair inherited at start-up. It runs as
+`python -I -S broker.py` from `/` with a minimal environment (broker_client.py starts it),
+imports no model, index or user-code module, opens no file, and is told only:
 
 - `search`: the query text, sent to the single engine in `web.backend`;
 - `fetch`: one http(s) URL; it answers with the page's decoded text (extraction happens back in

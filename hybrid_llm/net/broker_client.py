@@ -17,12 +17,13 @@ import contextlib
 import ipaddress
 import json
 import logging
-import shutil
+import os
 import socket
 import subprocess
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING, Any, NoReturn, Union
 from urllib.parse import urlparse
 
 from hybrid_llm.errors import UserError
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 _REPLY_MARGIN_S = 5.0  # on top of web.timeout: the broker reports its own timeouts first
 _CONNECT_TIMEOUT_S = 15.0
 _RELAY_CHUNK = 65536
-_START_NICENESS = 5
+_ENVIRONMENT_KEPT = ("PATH", "LANG", "LANGUAGE", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR")
 _WEB_KEYS = ("backend", "max_results", "timeout", "region", "fetch_pages")
 
 
@@ -47,12 +48,13 @@ class BrokerUnavailable(UserError):
     """The broker process is gone: web commands stop with this one line, nothing else does."""
 
 
+BrokerProcess = Union["subprocess.Popen[bytes]", "_ForkedProcess"]
+
+
 class BrokerClient:
     """Requests to the broker over the inherited socket; safe to use from several threads."""
 
-    def __init__(
-        self, control: socket.socket, process: subprocess.Popen[bytes] | None = None
-    ) -> None:
+    def __init__(self, control: socket.socket, process: BrokerProcess | None = None) -> None:
         self._control = control
         self.process = process
         self._send_lock = threading.Lock()
@@ -199,37 +201,108 @@ def start_failed(reason: str) -> None:
 
 
 def start_broker(config: Config) -> BrokerClient:
-    """Start the broker process (call before entering the sandbox) and make it `current()`."""
+    """Start the broker (call before entering the sandbox) and make it `current()`.
+
+    The REPL waits for no broker at start-up: a copy of this process is forked (a millisecond,
+    no new interpreter), and it becomes the broker program, with `exec`, only when the first
+    request arrives. The copy is taken before any file of the codebase is read, and it holds
+    nothing but its socket meanwhile.
+    """
     global _CURRENT
-    _CURRENT = spawn_broker(
-        config, loopback_servers(config), online=not config.network.offline_mode
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    command = _broker_command(
+        config, theirs.fileno(), loopback_servers(config), online=not config.network.offline_mode
     )
+    env = _broker_environ()
+    pid = os.fork()
+    if pid == 0:
+        _become_broker_on_first_request(theirs, command, env)
+    theirs.close()
+    _CURRENT = BrokerClient(ours, _ForkedProcess(pid))
     return _CURRENT
 
 
 def spawn_broker(config: Config, forwards: list[tuple[str, int]], *, online: bool) -> BrokerClient:
-    """A new broker process with its client; it allows `connect` only to `forwards`."""
+    """A broker process started now (for `verify-offline` and tests); `connect` only to
+    `forwards`."""
     from hybrid_llm.net import guard
 
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    web = {key: getattr(config.web, key) for key in _WEB_KEYS}
-    # -S: site-packages are added only when the broker first goes online (see broker.py); and
-    # at a lower priority: it starts while the REPL does, and only /web ever waits for it.
-    nice = shutil.which("nice")
-    command = [
-        *([nice, "-n", str(_START_NICENESS)] if nice else []),
-        sys.executable, "-I", "-S", broker.__file__, "--fd", str(theirs.fileno()),
-        "--web", json.dumps(web), *(f"--forward={host}:{port}" for host, port in forwards),
-        *(["--online"] if online else []),
-    ]  # fmt: skip
-    # The broker is the one process meant to reach the web: it starts without the guard, from /,
-    # with no descriptor but its socket.
+    command = _broker_command(config, theirs.fileno(), forwards, online=online)
     with guard.allow_network("starting the web broker"), theirs:
         process = subprocess.Popen(
-            command, pass_fds=[theirs.fileno()], cwd="/", env=guard.unguarded_environ(),
+            command, pass_fds=[theirs.fileno()], cwd="/", env=_broker_environ(),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         )  # fmt: skip
     return BrokerClient(ours, process)
+
+
+def _broker_command(
+    config: Config, fd: int, forwards: list[tuple[str, int]], *, online: bool
+) -> list[str]:
+    # -S: site-packages are added only when the broker first goes online (see broker.py).
+    web = {key: getattr(config.web, key) for key in _WEB_KEYS}
+    return [
+        sys.executable, "-I", "-S", broker.__file__, "--fd", str(fd), "--web", json.dumps(web),
+        *(f"--forward={host}:{port}" for host, port in forwards), *(["--online"] if online else []),
+    ]  # fmt: skip
+
+
+def _broker_environ() -> dict[str, str]:
+    """Locale, PATH and TLS settings only: not even the working directory's name (PWD) or the
+    guard's export (the broker is the one process meant to reach the web)."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name in _ENVIRONMENT_KEPT or name.startswith("LC_")
+    }
+
+
+def _become_broker_on_first_request(
+    control: socket.socket, command: list[str], env: dict[str, str]
+) -> NoReturn:
+    """The forked copy: hold nothing but the socket, wait, then exec the broker program."""
+    from hybrid_llm.net import guard, sandbox
+
+    status = 0
+    try:
+        os.chdir("/")
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        sandbox.close_inherited_descriptors(keep=[control.fileno()])
+        if control.recv(1, socket.MSG_PEEK):  # the request stays queued for the broker
+            os.set_inheritable(control.fileno(), True)
+            with guard.allow_network("starting the web broker"):
+                os.execve(command[0], command, env)
+    except BaseException:  # noqa: BLE001 - nothing of the parent's may run in this copy
+        status = 127
+    os._exit(status)
+
+
+class _ForkedProcess:
+    """What BrokerClient needs of a Popen (pid, poll, wait) for the forked broker."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            with contextlib.suppress(ChildProcessError):
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.01)
+        assert self.returncode is not None
+        return self.returncode
 
 
 def announce_offline(offline: bool) -> None:

@@ -204,11 +204,14 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in path.read_text().split()] if path.exists() else []
 
 
-def _broker_of(pid: int) -> int:
+def _broker_of(pid: int, *, started: bool = False) -> int:
+    """The REPL's broker: its only child at start-up, a dormant copy of it until the first
+    request, then (`started`) the broker program itself."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         for child in _children(pid):
-            if b"hybrid_llm/net/broker.py" in Path(f"/proc/{child}/cmdline").read_bytes():
+            program = Path(f"/proc/{child}/cmdline").read_bytes()
+            if not started or b"hybrid_llm/net/broker.py" in program:
                 return child
         time.sleep(0.05)
     raise AssertionError("no broker process started")
@@ -223,10 +226,15 @@ def _open_files(pid: int) -> list[str]:
 def test_the_broker_holds_no_file_of_the_codebase(repo: Path) -> None:
     repl = subprocess.Popen(
         [sys.executable, "-m", "hybrid_llm", "--repo", str(repo)], stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=repo,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=repo, env={**os.environ, "PWD": str(repo)},
     )  # fmt: skip
+    assert repl.stdin is not None
     try:
-        pid = _broker_of(repl.pid)
+        dormant = _broker_of(repl.pid)
+        assert _open_files(dormant) == [] and os.readlink(f"/proc/{dormant}/cwd") == "/"
+        repl.stdin.write(b"/offline off\n")  # its first request: the copy becomes the broker
+        repl.stdin.flush()
+        pid = _broker_of(repl.pid, started=True)
         files = _open_files(pid)
         deadline = time.monotonic() + 10
         while files and time.monotonic() < deadline:  # while it starts, it reads its own module
