@@ -34,6 +34,7 @@ import _socket
 import contextlib
 import enum
 import errno
+import functools
 import ipaddress
 import logging
 import mmap
@@ -380,8 +381,12 @@ def _refused(what: str, layer: str) -> NetworkBlockedError:
     return error
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The IP address `host` spells, in any numeric form the C resolver accepts; None for names."""
+    """The IP address `host` spells, in any numeric form the C resolver accepts; None for names.
+
+    Cached: every connection is judged several times (patch, audit hook), mostly to the same
+    few hosts, and parsing dominated the guard's cost per connection."""
     text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
         return ipaddress.ip_address(text)
