@@ -18,6 +18,7 @@ import ipaddress
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -214,9 +215,13 @@ def start_broker(config: Config) -> BrokerClient:
         config, theirs.fileno(), loopback_servers(config), online=not config.network.offline_mode
     )
     env = _broker_environ()
+    # Ctrl-C reaches the whole process group, but it is for the REPL: the copy ignores it from
+    # its first instruction (and keeps ignoring it across exec).
+    interrupt_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     pid = os.fork()
     if pid == 0:
         _become_broker_on_first_request(theirs, command, env)
+    signal.signal(signal.SIGINT, interrupt_handler)
     theirs.close()
     _CURRENT = BrokerClient(ours, _ForkedProcess(pid))
     return _CURRENT

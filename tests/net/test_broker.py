@@ -311,3 +311,15 @@ def test_a_dead_broker_is_one_user_error() -> None:
     with pytest.raises(broker_client.BrokerUnavailable, match="exited with status -9"):
         broker_client.BrokerSearchClient(client, Config().web).search("q", 1)
     assert issubclass(broker_client.BrokerUnavailable, UserError)
+
+
+def test_ctrl_c_in_the_repl_leaves_the_broker_running(repo: Path) -> None:
+    """Ctrl-C reaches the whole foreground process group, broker included; it is for the REPL."""
+    repl = subprocess.Popen(
+        [sys.executable, "-m", "hybrid_llm", "--repo", str(repo)], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT,
+    )  # fmt: skip
+    os.kill(_broker_of(repl.pid), signal.SIGINT)
+    _, err = repl.communicate(b"/offline off\n/search hybrid-llm\n", timeout=120)
+    assert repl.returncode == 0
+    assert "web broker" not in err.decode(), err.decode()[-2000:]
