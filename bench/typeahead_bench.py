@@ -46,11 +46,15 @@ def default_repo(scratch: Path) -> Path:
     return target
 
 
-def run(repo: Path, cps: float, requests: list[str]) -> dict:
+def run(repo: Path, cps: float, requests: list[str], *, whole_bodies: bool) -> dict:
     from hybrid_llm.config import Config
     from hybrid_llm.repl.session import Session
 
-    session = Session(Config.model_validate({"generation": {"temperature": 0, "max_tokens": 8}}), repo)
+    config = Config.model_validate({
+        "generation": {"temperature": 0, "max_tokens": 8},
+        "rag": {"compact_context": not whole_bodies},
+    })
+    session = Session(config, repo)
     print(f"indexing {repo} …", file=sys.stderr, flush=True)
     summary = session.update_index(progress=lambda event: None)
     session.wait_for_model()
@@ -72,7 +76,7 @@ def run(repo: Path, cps: float, requests: list[str]) -> dict:
     session.close()
     return {
         "cpu": cpu_model(), "cores": os.cpu_count(), "repo": str(repo), "chunks": summary.chunks,
-        "chars_per_second": cps, "results": results,
+        "chars_per_second": cps, "whole_bodies": whole_bodies, "results": results,
         "median_ratio": statistics.median(entry["ratio"] for entry in results),
         "median_ttft_typed_s": statistics.median(entry["typed"]["ttft_s"] for entry in results),
         "median_ttft_pasted_s": statistics.median(entry["pasted"]["ttft_s"] for entry in results),
@@ -84,11 +88,14 @@ def main() -> None:
     parser.add_argument("--repo", type=Path, help="codebase (default: a copy of the installed rich package)")
     parser.add_argument("--cps", type=float, default=5.0, help="typing speed, characters per second")
     parser.add_argument("--requests", type=int, default=len(REQUESTS))
+    parser.add_argument("--whole-bodies", action="store_true",
+                        help="retrieved code whole (rag.compact_context false): ~1,000 tokens of context")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="typeahead-bench-"))
     os.environ.setdefault("HYBRID_LLM_HOME", str(scratch / "home"))
-    result = run(args.repo or default_repo(scratch), args.cps, REQUESTS[: args.requests])
+    result = run(args.repo or default_repo(scratch), args.cps, REQUESTS[: args.requests],
+                 whole_bodies=args.whole_bodies)
     report(result, args.json)
 
 

@@ -135,8 +135,7 @@ class ReplSettings(_Section):
     # While a request is typed, retrieve for the text so far and process its context into the
     # model's KV cache, so that at Enter only the request's own tokens remain.
     typeahead: bool = True
-    # Typing pause after which the text so far is prepared (also done at least this often
-    # times four while typing goes on without a pause).
+    # The text so far is prepared this long after a change (and as often while typing goes on).
     typeahead_pause_ms: int = Field(300, ge=50, le=5000)
 
 

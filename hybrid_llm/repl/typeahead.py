@@ -1,18 +1,18 @@
 """Type-ahead: the request being typed is prepared before Enter.
 
-On 2 CPU cores the model processes ~40-50 prompt tokens a second, so ~1,000 tokens of retrieved
-code delay the first answer token by ~20 s. But the code is chosen from the request's text, and
+On 2 CPU cores the model processes ~40-110 prompt tokens a second, so ~1,000 tokens of retrieved
+code delay the first answer token by 10-25 s. But the code is chosen from the request's text, and
 it goes before the request in the prompt. So while the user types, a worker thread retrieves
-for the text so far (on a typing pause, and at least every few pauses' worth of time while
-typing goes on) and has the model process the prompt that `Coder.ask` would send for it into
-its KV cache (`backend.prefill`). At Enter, llama.cpp reuses the longest common prefix: only
+for the text so far (a pause after a change, and as often while typing goes on, so that at
+Enter the last preparation is at most a pause old) and has the model process the prompt that
+`Coder.ask` would send for it into its KV cache (`backend.prefill`). At Enter, llama.cpp reuses the longest common prefix: only
 what changed since, usually the end of the request, remains to be processed.
 
 Rules that keep this invisible to the user:
 - A keystroke never waits: `text_changed` runs on prompt-toolkit's thread and only records the
   text; retrieval and prefill run on the worker.
 - The backend runs one thing at a time: `pause()` (at Enter, before any command runs) makes the
-  worker stop between micro-batches, calls the backend's `cancel()` to interrupt the one under
+  worker stop between prefill slices, calls the backend's `cancel()` to interrupt the one under
   way (tens of ms), and waits for the worker to leave; nothing is prepared until `resume()`.
 - A retrieval that changes the context re-prepares from the first token that differs; Ctrl-C
   at the prompt or a cleared line drops the preparation.
@@ -58,7 +58,6 @@ class TypeAhead:
         self._session = session
         self._resolve = resolve
         self._pause_s = pause_s
-        self._max_wait_s = 4 * pause_s
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._idle = threading.Event()
@@ -67,7 +66,6 @@ class TypeAhead:
         self._paused = False
         self._closed = False
         self._text = ""
-        self._changed_at = 0.0
         self._unprepared_since: float | None = None
         self._retrieved_for: str | None = None
         self._messages: list[dict] | None = None
@@ -80,7 +78,6 @@ class TypeAhead:
     def text_changed(self, text: str) -> None:
         now = time.monotonic()
         self._text = text
-        self._changed_at = now
         if self._unprepared_since is None:
             self._unprepared_since = now
         if not text.strip():
@@ -93,7 +90,7 @@ class TypeAhead:
     # -- the REPL's main thread ----------------------------------------------------------------
 
     def pause(self) -> None:
-        """Stop preparing (within one micro-batch) and wait until the backend is free; called
+        """Stop preparing (within one prefill slice) and wait until the backend is free; called
         at Enter, so that the command then owns the model."""
         with self._lock:
             self._paused = True
@@ -172,13 +169,10 @@ class TypeAhead:
         return None if self._text == self._retrieved_for else 0.0
 
     def _until_retrieval(self) -> float:
-        """Seconds until the text so far is worth retrieving for: a typing pause, or typing
-        that has gone on for a while without one (0: now)."""
-        now = time.monotonic()
-        wait = self._pause_s - (now - self._changed_at)
-        if self._unprepared_since is not None:
-            wait = min(wait, self._max_wait_s - (now - self._unprepared_since))
-        return max(wait, 0.0)
+        """Seconds until the text so far is retrieved for: a pause after its first unprepared
+        change, so a burst of keys costs one retrieval, and typing on never starves it."""
+        since = self._unprepared_since
+        return 0.0 if since is None else max(self._pause_s - (time.monotonic() - since), 0.0)
 
     def _retrieve(self, backend: Any, text: str, request: str) -> None:
         session = self._session
@@ -195,7 +189,7 @@ class TypeAhead:
         self._retrieved_for = text
 
     def _should_stop(self) -> bool:
-        """Between micro-batches: stop for a request, or to retrieve again for newer text."""
+        """Between prefill slices: stop for a request, or to retrieve again for newer text."""
         return self._paused or self._closed or (self._text != self._retrieved_for and not self._until_retrieval())
 
     def _backend(self) -> Any | None:
