@@ -344,16 +344,18 @@ def _print_means(results: dict, embedders: dict, packages: list[str], chunkers: 
 
 
 def _throughput(embedders: dict, repo: Path, texts: int = 300) -> dict[str, float]:
-    """Chunks per second each model embeds, on the same chunk texts, best of two alternating
-    rounds (the machine is shared); the ratio is what a switch of model does to indexing."""
+    """Chunks per second each model embeds, on the same chunk texts, best of three rounds
+    in alternating order (the machine is shared); the ratio is what a switch of model does to
+    indexing."""
     chunker = CodeChunker()
     sample = [embed_text(chunk.header, chunk.text)
               for path in sorted(repo.rglob("*.py"))
               for chunk in chunker.chunk(path.relative_to(repo).as_posix(),
                                          path.read_text(encoding="utf-8"))][:texts]
     best = {model: float("inf") for model in embedders}
-    for _ in range(2):
-        for model, embedder in embedders.items():
+    for round_ in range(3):
+        order = list(embedders.items())
+        for model, embedder in order if round_ % 2 == 0 else order[::-1]:
             started = time.perf_counter()
             embedder.embedder.embed(sample)
             best[model] = min(best[model], time.perf_counter() - started)
