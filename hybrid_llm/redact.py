@@ -25,19 +25,26 @@ PRIVATE_KEY = re.compile(
 )
 
 # Ordered: whole blocks first, so a key block is one redaction, not dozens of partial ones.
-_TOKEN_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("private-key", PRIVATE_KEY),
-    ("aws-access-key", re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b")),
-    ("github-token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b")),
-    ("github-token", re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b")),
-    ("openai-key", re.compile(r"\bsk-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_]{20,}")),
-    ("slack-token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
-    ("google-api-key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}")),
-    ("stripe-key", re.compile(r"\b[rs]k_(?:live|test)_[0-9A-Za-z]{16,}")),
-    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
-    ("url-password", re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)")),
+# Each pattern comes with the fixed text every match contains: a pattern starting with `\b`
+# is tried at every position, and most chunks of code hold no token at all, so a pattern whose
+# text is absent is skipped (bench/redact_bench.py measures the cost against chunking).
+_TOKEN_PATTERNS: list[tuple[str, tuple[str, ...], re.Pattern[str]]] = [
+    ("private-key", ("PRIVATE KEY",), PRIVATE_KEY),
+    ("aws-access-key", ("AKIA", "ASIA", "ABIA", "ACCA"),
+     re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b")),
+    ("github-token", ("gh",), re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b")),
+    ("github-token", ("github_pat_",), re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b")),
+    ("openai-key", ("sk-",), re.compile(r"\bsk-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_]{20,}")),
+    ("slack-token", ("xox",), re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("google-api-key", ("AIza",), re.compile(r"\bAIza[0-9A-Za-z_-]{35}")),
+    ("stripe-key", ("k_live_", "k_test_"), re.compile(r"\b[rs]k_(?:live|test)_[0-9A-Za-z]{16,}")),
+    ("jwt", ("eyJ",), re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
+    ("url-password", ("://",), re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)")),
 ]
 
+# Every spelling in _SECRET_NAME contains one of these (lower-cased): text without any of them
+# skips both assignment patterns, which is most chunks of code.
+_SECRET_STEMS = ("pass", "pwd", "secret", "key", "token")
 _SECRET_NAME = (
     r"(?:password|passwd|pwd|secret|api[_-]?key|apikey|access[_-]?key|secret[_-]?key"
     r"|access[_-]?token|auth[_-]?token|client[_-]?secret|private[_-]?key|token)"
@@ -49,10 +56,10 @@ _QUOTED_ASSIGNMENT = re.compile(
 # `NAME=value` / `name: value` without quotes, as in .env files, shell and YAML.
 _BARE_ASSIGNMENT = re.compile(rf"(?i)(\b[\w-]*{_SECRET_NAME}\s*[:=][ \t]*)([^\s\"',;()\[\]{{}}]{{4,}})")
 # Any name given a quoted literal of key-like characters (`AWS_SECRET = "wJalrXUtn…"`,
-# `"signing": "…"`): redacted when the literal looks random, whatever the name says.
-_LITERAL_ASSIGNMENT = re.compile(
-    r"(\b[\w-]+[\"']?\s*(?::=|[:=])\s*)([\"'])([A-Za-z0-9+/=_-]{20,})\2"
-)
+# `"signing": "…"`): redacted when the literal looks random, whatever the name says. The name
+# before the operator is checked by `_after_a_name`.
+_LITERAL_ASSIGNMENT = re.compile(r"((?::=|[:=])\s*)([\"'])([A-Za-z0-9+/=_-]{20,})\2")
+_NAME_BEFORE_OPERATOR = re.compile(r"[\w-][\"']?\s*$")
 # Random base64 of 20-64 characters has a Shannon entropy close to log2(length); names, paths,
 # words and hex digests (lower-case, at most 4 bits a character, no upper case) stay well below
 # this share of it, or lack one of the three character classes.
@@ -105,9 +112,15 @@ def looks_random(value: str) -> bool:
     return entropy >= min(_RANDOM_ENTROPY_CAP, _RANDOM_ENTROPY_SHARE * math.log2(len(value)))
 
 
+def _after_a_name(match: re.Match[str]) -> bool:
+    """Whether the operator follows a name (`key =`, `"key":`), not `==`, `!=`, `<=` or `>=`."""
+    before = match.string[max(0, match.start() - 200):match.start()]
+    return _NAME_BEFORE_OPERATOR.search(before) is not None
+
+
 def _random_literal(match: re.Match[str]) -> str | None:
     prefix, quote, value = match.groups()
-    if not looks_random(value):
+    if not looks_random(value) or not _after_a_name(match):
         return None
     return f"{prefix}{quote}{_PLACEHOLDER.format(kind='high-entropy')}{quote}"
 
@@ -129,10 +142,13 @@ def redact(text: str) -> tuple[str, int]:
 
         text = pattern.sub(counted, text)
 
-    for kind, pattern in _TOKEN_PATTERNS:
-        substitute(pattern, lambda _match, kind=kind: _PLACEHOLDER.format(kind=kind))
-    substitute(_QUOTED_ASSIGNMENT, _quoted)
-    substitute(_BARE_ASSIGNMENT, _bare)
+    for kind, hints, pattern in _TOKEN_PATTERNS:
+        if any(hint in text for hint in hints):
+            substitute(pattern, lambda _match, kind=kind: _PLACEHOLDER.format(kind=kind))
+    lowered = text.lower()
+    if any(stem in lowered for stem in _SECRET_STEMS):
+        substitute(_QUOTED_ASSIGNMENT, _quoted)
+        substitute(_BARE_ASSIGNMENT, _bare)
     substitute(_LITERAL_ASSIGNMENT, _random_literal)
     return text, count
 
