@@ -43,6 +43,9 @@ def ask_first_token(coder: Coder, request: str, **options) -> Answer:
 
 def _ask_until(coder: Coder, request: str, done, **options) -> Answer:
     backend = coder.provider.get()
+    llama = getattr(backend, "_llama", None)
+    if llama is not None:
+        llama.reset()  # forget the previous prompt: modes that share a prefix must not gain
     warm = getattr(backend, "warm", None)
     if warm is not None:
         warm(SYSTEM_PROMPT)
