@@ -31,13 +31,13 @@ from hybrid_llm.rag.chunk import RetrievedChunk
 from hybrid_llm.rag.keyword_store import query_terms
 
 # Logistic weights (similarity, log(1 + BM25 per query term), intercept), fitted by
-# `bench/relevance_bench.py --fit` for the int8 MiniLM embedder. The keyword-only model serves
+# `bench/relevance_bench.py --fit` for the default (code) embedder. The keyword-only model serves
 # requests answered before the vectors exist (background embedding); the dense-only one serves
 # codebases too small for BM25: with a handful of chunks every term is in half of them, FTS5's
 # IDF floors at ~0 and a perfect match scores like no match.
-_HYBRID_WEIGHTS = (17.482, 9.722, -15.277)
+_HYBRID_WEIGHTS = (18.55, 7.974, -14.444)
 _KEYWORD_WEIGHTS = (0.0, 10.702, -9.09)
-_DENSE_WEIGHTS = (20.321, 0.0, -7.982)
+_DENSE_WEIGHTS = (22.984, 0.0, -9.313)
 _DEGENERATE_BM25 = 0.01
 
 
