@@ -459,7 +459,8 @@ class CodeIndex:
             self._catalog.set_meta("embedder", name)
         if previous is None:
             return ""
-        return f"vectors were made by {previous}: embedding again with {name}"
+        # Names end in the model file's hash: too long for a progress line, and the same words.
+        return f"vectors were made by {previous.split()[0]}: embedding again with {name.split()[0]}"
 
     def _clear(self, *, keep_vectors: bool) -> None:
         """Forget every file so that all are chunked again.
