@@ -18,36 +18,8 @@ from hybrid_llm.config import Config
 from hybrid_llm.llm.speculative import common_prefix_length
 from hybrid_llm.repl.session import Session
 from hybrid_llm.repl.typeahead import request_of
+from tests.repl.test_end_to_end import shop  # noqa: F401 - the fixture: pricing.py, inventory.py
 from tests.repl.test_terminal import CTRL_C, CTRL_D, Terminal
-
-PRICING = '''"""Prices for the shop."""
-
-
-def apply_discount(price: float, percent: float) -> float:
-    """Return `price` reduced by `percent` (0-100), rounded to cents.
-
-    Negative percentages are refused: a discount never raises a price.
-    """
-    if percent < 0:
-        raise ValueError("percent must be >= 0")
-    return round(price * (1 - percent / 100), 2)
-'''
-
-INVENTORY = '''"""Stock levels of the shop, counted per item."""
-
-STOCK = {"apple": 3, "pear": 0, "plum": 12}
-
-
-def in_stock(item: str) -> bool:
-    """True when at least one `item` is left in the shop's stock."""
-    return STOCK.get(item, 0) > 0
-
-
-def restock(item: str, count: int) -> int:
-    """Add `count` of `item` to the stock and return the new level."""
-    STOCK[item] = STOCK.get(item, 0) + count
-    return STOCK[item]
-'''
 
 FIRST = "/code print apply_discount of 80.0 at 25 percent"
 SECOND = "/code use in_stock to check whether any pears are left"
@@ -86,15 +58,6 @@ class Spy:
             return stream(messages, **options)
 
         backend.prefill, backend.stream = spied_prefill, spied_stream
-
-
-@pytest.fixture
-def shop(tmp_path: Path) -> Path:
-    repo = tmp_path / "shop"
-    repo.mkdir()
-    (repo / "pricing.py").write_text(PRICING)
-    (repo / "inventory.py").write_text(INVENTORY)
-    return repo
 
 
 def test_request_of_knows_what_will_reach_the_model(commands) -> None:
