@@ -1,5 +1,5 @@
-"""Speculative decoding on llama.cpp's batch API: a cheap draft proposes the next tokens, the
-model checks them all in one batch, and the answer is the one plain decoding gives.
+"""Speculative decoding on llama.cpp's batch API: a cheap draft proposes the next tokens and
+the model checks them all in one batch; every token is still the model's own choice.
 
 Why this is our own generation loop: llama-cpp-python's `LlamaPromptLookupDecoding` needs
 `logits_all=True` (an n_ctx x vocabulary float buffer and the output layer on every prompt
@@ -10,9 +10,11 @@ is nearly free, and a rejected one costs a fraction of a token.
 
 Exactness: the target is sampled at each verified position, in order, with the sampler chain
 `create_chat_completion` uses; a draft token is kept only where the sample equals it, and the
-first sample that differs is the next token. At temperature 0 that is token for token the
-plain greedy answer; at temperature > 0 each token is a sample of the model's own distribution
-given the tokens before it (the drafts here are deterministic).
+first sample that differs is the next token. At temperature 0 each token is the greedy choice
+given the tokens before it; at temperature > 0 a sample of the model's own distribution (the
+drafts here are deterministic). The limit is llama.cpp's rounding: a position decoded in a batch
+gets slightly different logits than alone (see TIE_MARGIN), so where plain decoding has a
+near-tie the two answers can part ways.
 
 Drafts come from prompt lookup (the continuation of the longest recent n-gram of the prompt
 and the answer so far: free) and from a small draft model of the same tokenizer family. How
