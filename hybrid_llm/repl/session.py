@@ -310,7 +310,6 @@ class Session:
         else:
             guard.disable()
         load_area("hybrid_llm.net.broker_client", "the web broker").announce_offline(offline)
-        load_area("hybrid_llm.net.broker_client", "the web broker").announce_offline(offline)
 
     def web_researcher(self) -> Any:
         """The session's `WebResearcher`; callers check `is_offline()` first."""
