@@ -254,8 +254,8 @@ class DraftLength:
         self._rejected += SMOOTHING * (rejected - self._rejected)
 
     def should_retry(self) -> bool:
-        """After a run of steps without drafting, try one token again, backing off each time
-        (for drafters whose proposals cost something to make)."""
+        """After a run of steps without drafting, try one token again, backing off each time:
+        this re-measures a batch cost that one noisy measurement may have made look too high."""
         self._wait += 1
         if self._wait < self._retry_after:
             return False
@@ -540,7 +540,7 @@ class SpeculativeDecoder:
         for drafter in self._drafters:
             available = len(lookup_draft) if drafter is self._lookup else room
             k, gain = drafter.length.choose(available, self.costs)
-            if k == 0 and isinstance(drafter, DraftModel) and room and drafter.length.should_retry():
+            if k == 0 and available and drafter.length.should_retry():
                 k, gain = 1, 1.0 + 1e-9
             if k and gain > best_gain:
                 best, best_gain, best_k = drafter, gain, k
