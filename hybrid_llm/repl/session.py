@@ -54,6 +54,7 @@ class Session:
         self.repo = repo.resolve()
         self.last_answer: Any | None = None
         self.tokens_per_second: float | None = None
+        self.speculation: Any | None = None  # drafting stats of this session's last local answer
         self.index_status: Any | None = None
         self.index_checking = False
         self._provider = provider
@@ -183,6 +184,8 @@ class Session:
             finally:
                 finished.set()
 
+        speculative = load_area("hybrid_llm.llm.speculative", "speculative decoding")
+        stats_before = speculative.last_stats()
         with self.foreground.busy():  # background embedding stays off the CPU meanwhile
             threading.Thread(target=generate, name="hybrid-llm-answer", daemon=True).start()
             _wait_cancelling_on_interrupt(finished, coder.cancel)
@@ -191,6 +194,9 @@ class Session:
         answer = outcome["answer"]
         self.last_answer = answer
         self.tokens_per_second = _tokens_per_second(answer.timings) or meter.rate()
+        # Only stats this answer produced: a server backend or another session drafts nothing here.
+        stats_after = speculative.last_stats()
+        self.speculation = stats_after if stats_after is not stats_before else None
         return answer
 
     def clear(self) -> None:

@@ -17,17 +17,15 @@ def toolbar_text(session: Session, typeahead: TypeAhead | None = None) -> str:
     parts = [_model_part(session), _network_part(session), _index_part(session)]
     if session.tokens_per_second:
         parts.append(f"{session.tokens_per_second:.1f} tok/s")
-    parts.extend(_speculative_part())
+    parts.extend(_speculative_part(session))
     if typeahead is not None and typeahead.state:
         parts.append(typeahead.state)
     return " | ".join(parts)
 
 
-def _speculative_part() -> list[str]:
-    """The drafting the last local answer used and its acceptance rate (none yet: nothing)."""
-    from hybrid_llm.llm.speculative import last_stats
-
-    stats = last_stats()
+def _speculative_part(session: Session) -> list[str]:
+    """The drafting the session's last local answer used and its acceptance rate (none: nothing)."""
+    stats = session.speculation
     if stats is None:
         return []
     accepted = f" {stats.acceptance:.0%} accepted" if stats.acceptance is not None else ""

@@ -85,37 +85,48 @@ def by_mode(backend: LlamaCppBackend, draft_file) -> dict[str, SpeculativeDecode
         decoder.close()
 
 
-BATCH_ROUNDING = pytest.mark.xfail(
-    reason="llama.cpp's logits for a position decoded in a batch differ from a one-token decode by "
-           "up to 0.55 on this build (bench note, README); a near-tie of the plain answer after "
-           "batch-decoded positions can flip ('Path' vs 'str' at token ~20 here)",
-    strict=False,
-)
+# Measured on this build (README): a position's logits computed in a batch differ from a one-token
+# decode by up to 0.55, so the draft model's longer verified runs can flip a near-tie of the plain
+# answer. Prompt lookup (the default) must match exactly; a draft-mode flip is an expected failure.
+BATCH_ROUNDING = ("llama.cpp's logits for a position decoded in a batch differ from a one-token decode "
+                  "by up to 0.55 on this build; a near-tie of the plain answer can flip in draft mode")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("label", [
-    pytest.param("copies the prompt", marks=BATCH_ROUNDING), "generic code", "prose",
-])
+@pytest.mark.parametrize("label", ["copies the prompt", "generic code", "prose"])
 def test_every_mode_gives_the_plain_greedy_answer_token_for_token(backend: LlamaCppBackend, by_mode, label):
     request = messages(PROMPTS[label])
     prompt = speculative.ChatPrompt(backend._llama).tokens(request)
-    binding = backend._llama.create_chat_completion(request, max_tokens=32, temperature=0.0, top_k=1)
-    answers = {mode: "".join(decoder.generate(prompt, max_tokens=32, sampling=GREEDY))
+
+    def from_an_empty_cache(generate):
+        # Each answer starts from the same empty KV cache, so that the prompt is processed in the
+        # same batches every time: what is compared is the decoding, not the cache's history.
+        backend._llama.reset()
+        return generate()
+
+    binding = from_an_empty_cache(lambda: backend._llama.create_chat_completion(
+        request, max_tokens=32, temperature=0.0, top_k=1))
+    answers = {mode: from_an_empty_cache(lambda d=decoder: "".join(d.generate(prompt, max_tokens=32, sampling=GREEDY)))
                for mode, decoder in by_mode.items()}
     assert answers["off"] == binding["choices"][0]["message"]["content"]
     for mode, answer in answers.items():
-        assert answer == answers["off"], f"{mode} differs from off"
+        if mode != "draft":
+            assert answer == answers["off"], f"{mode} differs from off"
+    if answers.get("draft", answers["off"]) != answers["off"]:
+        pytest.xfail(BATCH_ROUNDING)
 
 
 @pytest.mark.slow
-def test_an_answer_that_copies_the_prompt_is_drafted_and_sampling_keeps_it(backend: LlamaCppBackend, by_mode):
+def test_an_answer_that_copies_the_prompt_is_drafted_and_sampling_keeps_it(backend: LlamaCppBackend):
     """Most of an answer that copies its prompt comes from accepted drafts; sampling with top_k 1
     is deterministic, so the sampled acceptance path gives the same text as greedy."""
     prompt = speculative.ChatPrompt(backend._llama).tokens(messages(PROMPTS["copies the prompt"]))
-    greedy = "".join(by_mode["lookup"].generate(prompt, max_tokens=32, sampling=GREEDY))
-    assert speculative.last_stats().accepted > 10
-    sampled = "".join(by_mode["lookup"].generate(prompt, max_tokens=32, sampling=Sampling(0.7, 0.95, 1)))
+    lookup = SpeculativeDecoder(backend._llama, "lookup", speculative.make_drafters(("lookup",)), lambda: False)
+    greedy = "".join(lookup.generate(prompt, max_tokens=96, sampling=GREEDY))
+    stats = speculative.last_stats()
+    assert stats.accepted > 10, stats
+    sampled = "".join(lookup.generate(prompt, max_tokens=96, sampling=Sampling(0.7, 0.95, 1)))
+    lookup.close()
     assert sampled == greedy
 
 

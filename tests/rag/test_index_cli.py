@@ -71,8 +71,11 @@ def test_path_defaults_to_the_configured_codebase(repo, tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_keeps_finished_files(repo):
-    for number in range(1500):  # enough chunks for embedding to outlast a 2 s progress line
-        (repo / "src" / f"gen{number}.py").write_text(f"def generated_{number}():\n    return 1\n")
+    # Enough chunks of realistic length for embedding to outlast a 2 s progress line.
+    body = "".join(f"    total_{line} = values.get('key_{line}', {line}) * factor + offset\n" for line in range(30))
+    for number in range(1500):
+        (repo / "src" / f"gen{number}.py").write_text(
+            f"def generated_{number}(values, factor, offset):\n{body}    return factor\n")
     process = subprocess.Popen(_command(str(repo)), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
