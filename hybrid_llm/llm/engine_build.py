@@ -222,28 +222,26 @@ def _model_present() -> bool:
     return True
 
 
-def _already_good(model_present: bool, log) -> bool:
-    """True when the recorded engine is still the installed one and still passes the smoke test."""
+def _still_verified(model_present: bool, log) -> EngineRecord | None:
+    """The recorded engine, when it is still the installed one and still passes the smoke test."""
     record = read_record()
     if record is None:
-        return False
+        return None
     build = next((b for b in candidate_builds() if b.flavor == record.flavor), None)
     if build is None:
-        return False
+        return None
     ok, _why, info, smoke = verify(build, model_present)
     if not ok or (build.compiled and info != record.system_info):
-        return False
+        return None
     log(f"==> llama.cpp engine already installed and verified: {record.description}"
         + (f"; {smoke.line()}" if smoke else ""))
-    return True
+    return record
 
 
 def ensure_engine(first: str = "native", log=print) -> EngineRecord:
     """Install the fastest build that passes the smoke test; raise RuntimeError if none does."""
     model_present = _model_present()
-    if first == "native" and _already_good(model_present, log):
-        record = read_record()
-        assert record is not None
+    if first == "native" and (record := _still_verified(model_present, log)) is not None:
         return record
     if not model_present:
         log("    (the model is not present yet: each build is checked by loading the library only)")
