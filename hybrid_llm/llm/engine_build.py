@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hybrid_llm.llm.engine_check import SmokeResult, run_smoke_test
-from hybrid_llm.llm.engine_info import installed_system_info
+from hybrid_llm.llm.engine_info import built_features, installed_system_info
 
 LLAMA_CPP_VERSION = "0.3.36"
 XLLAMACPP_VERSION = "2026.10.11549"
@@ -181,7 +181,7 @@ def install(build: EngineBuild, log) -> None:
 
 
 def has_amx(system_info: str) -> bool:
-    return any(f"{name} = 1" in system_info for name in ("AMX_INT8", "AMX_TILE", "AMX_BF16"))
+    return bool({"AMX_INT8", "AMX_TILE", "AMX_BF16"} & built_features(system_info))
 
 
 def verify(build: EngineBuild, model_present: bool) -> tuple[bool, str, str, SmokeResult | None]:

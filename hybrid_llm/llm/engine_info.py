@@ -39,9 +39,14 @@ def installed_system_info() -> tuple[str | None, str]:
     return child.stdout.strip(), ""
 
 
+def built_features(system_info: str) -> set[str]:
+    """Every feature llama.cpp's own system-info string says the build uses (`NAME = 1`)."""
+    return set(re.findall(r"(\w+)\s*=\s*1\b", system_info))
+
+
 def cpu_features(system_info: str) -> list[str]:
-    """Features llama.cpp was built to use, read from its own system-info string."""
-    present = set(re.findall(r"(\w+)\s*=\s*1\b", system_info))
+    """The CPU features worth showing that the build uses, in a fixed order."""
+    present = built_features(system_info)
     return [feature for feature in CPU_FEATURES if feature in present]
 
 
