@@ -53,6 +53,15 @@ class FirstToken:
 
         return common_prefix_length(record["cached"], record["prompt"])
 
+    def section_at(self, tokens: list[int], position: int) -> str:
+        """Which part of the prompt token `position` falls in: the excerpt under whose
+        `### path:start-end` header it lies, the request, or what comes before the excerpts."""
+        text = self.backend._llama.detokenize(tokens[:position]).decode("utf-8", errors="replace")
+        if "\n\nRequest:" in text:
+            return "request"
+        header = text.rfind("### ")
+        return text[header + 4 :].split("\n", 1)[0] if header >= 0 else "before the excerpts"
+
 
 class PipeRepl:
     """The REPL of `session` on a pipe; `drive(user)` runs `user(self)` on a thread (it types)
@@ -112,6 +121,7 @@ class PipeRepl:
                 time.sleep(1 / chars_per_second)
         else:
             self.pipe.send_text(request)
+        prepared = self.commands.io.typeahead.prepared_messages
         enter = time.monotonic()
         self.pipe.send_text("\r")
         while len(records) == before or "first" not in records[-1]:
@@ -119,9 +129,25 @@ class PipeRepl:
         record = records[-1]
         while self.session.last_answer is None or self.session.foreground.is_busy():
             time.sleep(0.05)
+        answer = self.session.last_answer
+        cached = self.timer.prepared_tokens(record)
         return {
             "ttft_s": round(record["first"] - enter, 2),
             "prompt_tokens": len(record["prompt"]),
-            "tokens_left_at_enter": len(record["prompt"]) - self.timer.prepared_tokens(record),
-            "sources": [source.citation for source in self.session.last_answer.sources],
+            "tokens_left_at_enter": len(record["prompt"]) - cached,
+            "first_uncached": self.timer.section_at(record["prompt"], cached),
+            **self._prepared_vs_sent(prepared, record["prompt"]),
+            "after_enter_ms": {key: answer.timings.get(key) for key in ("index_ms", "retrieval_ms", "prefill_ms")},
+            "sources": [source.citation for source in answer.sources],
         }
+
+    def _prepared_vs_sent(self, prepared: list | None, sent: list[int]) -> dict:
+        """How the last prompt the type-ahead prepared differs from the one Enter sent: the
+        tokens they share and the section where they part."""
+        from hybrid_llm.llm.speculative import common_prefix_length
+
+        if prepared is None:
+            return {}
+        tokens = self.timer.backend._chat.tokens(prepared)
+        shared = common_prefix_length(tokens, sent)
+        return {"prepared_shared_tokens": shared, "prepared_parts_at": self.timer.section_at(sent, shared)}

@@ -117,6 +117,7 @@ class Coder:
         self._history: list[Turn] = []
         self._repos: dict[Path, Retriever] = {}
         self._cancelled = threading.Event()
+        self._excerpt_order: tuple[str, ...] = ()
 
     @property
     def history(self) -> Sequence[Turn]:
@@ -145,6 +146,7 @@ class Coder:
         if self._cancelled.is_set():
             return Answer("", timings=timings, cancelled=True)
         built = self.build_prompt(backend, request, retrieved, web_passages)
+        self._excerpt_order = ()
         text, first_token_at, stream_start = self._generate(backend, built, on_token)
         end = time.perf_counter()
         cancelled = self._cancelled.is_set()
@@ -192,7 +194,14 @@ class Coder:
             max_tokens=generation.max_tokens,
             code_tokens=rag.compact_tokens if rag.compact_context else rag.context_tokens,
             full_chunks=rag.full_chunks if rag.compact_context else None,
-        ).build(request, chunks=chunks, passages=web_passages, history=self._history)
+        ).build(request, chunks=chunks, passages=web_passages, history=self._history, order=self._excerpt_order)
+
+    def keep_excerpt_order(self, citations: Sequence[str]) -> None:
+        """Lay out the excerpts of the next prompts in this order wherever they are retrieved
+        again (the others after them, best first), until `ask` has used it. The REPL's
+        type-ahead gives the order of the prompt it prepared in the model's KV cache, so that
+        keys typed last that only re-rank the same code cost nothing after Enter."""
+        self._excerpt_order = tuple(citations)
 
     def cancel(self) -> None:
         """Stop the running request from another thread; `ask` returns what it has so far."""

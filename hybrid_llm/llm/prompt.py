@@ -11,6 +11,13 @@ prompt token delays the answer, and the best-ranked few chunks carry most of the
 whole and the rest as outlines (signatures, docstrings, enclosing class; `code_outline`), so
 more of the codebase fits in the same tokens.
 
+Which chunks go in, and which of them whole, is decided by rank; where each excerpt goes in the
+message can follow a given `order` instead (the citations of a prompt prepared before), new ones
+after, best first. llama.cpp re-uses the KV cache up to the first token that changed: the REPL's
+type-ahead prepares the prompt while the request is typed, and when the last keys only re-rank
+the same code, or add a chunk, keeping the prepared order leaves only the request and the new
+chunk to process after Enter (bench/typeahead_bench.py).
+
 The system prompt is short and says nothing about a codebase: the rules for excerpts (reuse
 them, cite them) travel with the excerpts in the user message, so a request without code
 context is asked exactly as the bare model would be asked (measured by
@@ -68,6 +75,8 @@ class BuiltPrompt:
     turns_kept: int
     tokens: int
     dropped: dict[str, int] = field(default_factory=dict)
+    # Citations of the excerpts in the user message, in the order they appear there.
+    excerpt_order: tuple[str, ...] = ()
 
 
 class PromptBuilder:
@@ -102,8 +111,10 @@ class PromptBuilder:
         chunks: Sequence[RetrievedChunk] = (),
         passages: Sequence[WebPassage] = (),
         history: Sequence[Turn] = (),
+        order: Sequence[str] = (),
     ) -> BuiltPrompt:
-        """Fit everything to the budget; `chunks` and `passages` come best first."""
+        """Fit everything to the budget; `chunks` and `passages` come best first. Excerpts
+        whose citation is in `order` are laid out in that order, before the others."""
         fixed = self._message_tokens(self.system_prompt) + self._message_tokens(request)
         if fixed > self.budget:
             raise UserError(
@@ -121,6 +132,7 @@ class PromptBuilder:
             request, history, kept, chosen_chunks, chosen_passages,
             retrieved=chunks,
             whole=whole,
+            order=order,
             dropped={
                 "chunks": len(fresh_chunks) - len(chosen_chunks),
                 "passages": len(passages) - len(chosen_passages),
@@ -169,10 +181,13 @@ class PromptBuilder:
         *,
         retrieved: Sequence[RetrievedChunk],
         whole: int | None,
+        order: Sequence[str],
         dropped: dict[str, int],
     ) -> BuiltPrompt:
         while True:
-            user_message = format_user_message(request, chunks, passages, whole)
+            laid_out, render = lay_out(chunks, order), _chunk_renderer(whole)
+            excerpts = [render(chunk, rank) for chunk, rank in laid_out]
+            user_message = format_user_message(request, excerpts, passages)
             messages: list[Message] = [{"role": "system", "content": self.system_prompt}]
             for turn in history[len(history) - kept :]:
                 messages.append({"role": "user", "content": turn.user_message})
@@ -200,6 +215,7 @@ class PromptBuilder:
             turns_kept=kept,
             tokens=tokens,
             dropped=dropped,
+            excerpt_order=tuple(chunk.chunk.citation for chunk, _ in laid_out),
         )
 
     def _message_tokens(self, content: str) -> int:
@@ -225,9 +241,18 @@ def _newest_within(costs: Sequence[int], limit: int) -> int:
     return kept
 
 
+def lay_out(chunks: Sequence[RetrievedChunk], order: Sequence[str]) -> list[tuple[RetrievedChunk, int]]:
+    """The chunks (best first) in the order of the message, each with its rank: those whose
+    citation is in `order` in that order, then the others best first."""
+    place = {citation: index for index, citation in enumerate(order)}
+    ranked = list(enumerate(chunks))
+    ranked.sort(key=lambda item: (place.get(item[1].chunk.citation, len(place)), item[0]))
+    return [(chunk, rank) for rank, chunk in ranked]
+
+
 def _chunk_renderer(whole: int | None) -> Callable[[RetrievedChunk, int], str]:
-    """Renders the chunk at each position: the first `whole` whole, the rest as outlines."""
-    return lambda chunk, position: format_chunk(chunk, whole=whole is None or position < whole)
+    """Renders the chunk of each rank: the best `whole` whole, the rest as outlines."""
+    return lambda chunk, rank: format_chunk(chunk, whole=whole is None or rank < whole)
 
 
 def format_chunk(retrieved: RetrievedChunk, *, whole: bool = True) -> str:
@@ -243,17 +268,13 @@ def format_passage(passage: WebPassage) -> str:
     return f"### {passage.url}\n{title}{passage.text.strip()}"
 
 
-def format_user_message(
-    request: str, chunks: Sequence[RetrievedChunk], passages: Sequence[WebPassage],
-    full_chunks: int | None = None,
-) -> str:
-    """The user turn: context sections first, the request last (closest to the answer). The
-    first `full_chunks` chunks are shown whole and the rest as outlines (None: all whole)."""
+def format_user_message(request: str, excerpts: Sequence[str], passages: Sequence[WebPassage]) -> str:
+    """The user turn: context sections first (`excerpts` as `format_chunk` renders them), the
+    request last: closest to the answer, and the only part that changes with every key typed,
+    so nothing after it has to be processed again."""
     sections = []
-    if chunks:
-        render = _chunk_renderer(full_chunks)
-        shown = [render(chunk, position) for position, chunk in enumerate(chunks)]
-        sections.append(CODE_RULES + "\n\n" + "\n\n".join(shown))
+    if excerpts:
+        sections.append(CODE_RULES + "\n\n" + "\n\n".join(excerpts))
     if passages:
         sections.append("From the web:\n\n" + "\n\n".join(map(format_passage, passages)))
     if not sections:

@@ -16,6 +16,16 @@ Rules that keep this invisible to the user:
   way (tens of ms), and waits for the worker to leave; nothing is prepared until `resume()`.
 - A retrieval that changes the context re-prepares from the first token that differs; Ctrl-C
   at the prompt or a cleared line drops the preparation.
+
+What costs time after Enter is whatever the last keys change in the prompt, so two things keep
+that to the request's own last tokens (measured by bench/typeahead_bench.py, which logs where the
+prepared and the sent prompt part):
+- The word being typed is completed before retrieving (`complete_last_word`), from the words of
+  the code retrieved so far: retrieval for `based on RegexHigh` or `a Consol` would rank other
+  code than for the finished word, and the finished word is what Enter retrieves for.
+- The excerpts keep the order of the prompt prepared before (`Coder.keep_excerpt_order`), also at
+  Enter: code that is only re-ranked stays where it is in the KV cache, and code that joins goes
+  after it. The same code reaches the model as for a pasted request, maybe in another order.
 - Work the user waits for comes first: preparation counts as foreground, so background
   embedding yields to it.
 """
@@ -23,9 +33,11 @@ Rules that keep this invisible to the user:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from hybrid_llm.errors import UserError
@@ -34,6 +46,8 @@ log = logging.getLogger(__name__)
 
 CODE_COMMAND = "/code"
 _POLL_S = 0.5
+_WORD = re.compile(r"\w+")
+_LAST_WORD = re.compile(r"\w{2,}$")
 
 
 def request_of(line: str, resolve: Callable[[str], str]) -> str | None:
@@ -49,6 +63,25 @@ def request_of(line: str, resolve: Callable[[str], str]) -> str | None:
     except UserError:
         return None
     return rest.strip() or None if command == CODE_COMMAND else None
+
+
+def complete_last_word(text: str, words: Counter[str]) -> str:
+    """`text` with its unfinished last word (two or more word characters at its very end)
+    completed to the most frequent of `words` that starts with it, ignoring case; unchanged
+    when none does or the text ends with a space or punctuation."""
+    match = _LAST_WORD.search(text)
+    if match is None:
+        return text
+    partial = match.group().lower()
+    candidates = [word for word in words if word.lower().startswith(partial)]
+    if not candidates:
+        return text
+    return text + max(candidates, key=words.__getitem__)[len(partial) :]
+
+
+def words_of(texts: Iterable[str]) -> Counter[str]:
+    """How often each word (identifiers whole) occurs in `texts`."""
+    return Counter(word for text in texts for word in _WORD.findall(text))
 
 
 class TypeAhead:
@@ -70,8 +103,14 @@ class TypeAhead:
         self._retrieved_for: str | None = None
         self._messages: list[dict] | None = None
         self._sources: tuple[str, ...] | None = None
+        self._words: Counter[str] = Counter()  # in the code retrieved for this request so far
         self.state = ""  # "", "preparing context…" or "context ready"
         self.prepared_tokens = 0
+
+    @property
+    def prepared_messages(self) -> list[dict] | None:
+        """The messages of the last prompt prepared (or being prepared), for benchmarks."""
+        return self._messages
 
     # -- prompt-toolkit's thread: must never wait ---------------------------------------------
 
@@ -102,13 +141,14 @@ class TypeAhead:
 
     def resume(self) -> None:
         """A new prompt: prepare what is typed into it (the conversation may have grown)."""
+        self._forget_order()
         with self._lock:
             self._paused = False
             self._text = ""
-            self._retrieved_for = None
             self._messages = None
             self._sources = None
             self._unprepared_since = None
+            self._words = Counter()
 
     def drop(self) -> None:
         """Ctrl-C at the prompt: forget the text; nothing more is prepared for it."""
@@ -150,6 +190,7 @@ class TypeAhead:
         request = request_of(text, self._resolve)
         if request is None:
             self.state = ""
+            self._forget_order()
             return None
         backend = self._backend()
         if backend is None or not hasattr(backend, "prefill"):
@@ -177,16 +218,27 @@ class TypeAhead:
     def _retrieve(self, backend: Any, text: str, request: str) -> None:
         session = self._session
         self._unprepared_since = None
+        if not text[-1:].isspace():  # its last word may be unfinished
+            request = complete_last_word(request, self._words)
         chunks = []
         if session.config.rag.enabled:
             chunks = session.coder.retrieve(session.repo, request)
+            self._words.update(words_of(chunk.chunk.text for chunk in chunks))
         built = session.coder.build_prompt(backend, request, chunks)
+        session.coder.keep_excerpt_order(built.excerpt_order)
         sources = tuple(chunk.chunk.citation for chunk in built.chunks)
         if sources != self._sources or self.state != "context ready":
             self.state = "preparing context…"
         self._sources = sources
         self._messages = built.messages
         self._retrieved_for = text
+
+    def _forget_order(self) -> None:
+        """A line given up (cleared, Ctrl-C, or a new prompt): what comes next, typed or pasted,
+        is laid out best first, not in the order of code prepared for another request."""
+        if self._retrieved_for is not None:
+            self._retrieved_for = None
+            self._session.coder.keep_excerpt_order(())
 
     def _should_stop(self) -> bool:
         """Between prefill slices: stop for a request, or to retrieve again for newer text."""

@@ -130,3 +130,37 @@ def test_retrieved_code_is_capped_at_code_tokens_keeping_the_best_ranked(count):
     assert capped.chunks == chunks[: len(capped.chunks)], "the lowest-ranked go first"
     assert sum(count(format_chunk(c)) for c in capped.chunks) <= cap
     assert capped.dropped["chunks"] == 10 - len(capped.chunks)
+
+
+
+def test_the_same_code_re_ranked_keeps_the_prepared_layout_so_only_the_request_changes(count):
+    builder = PromptBuilder(count, context_length=4096, max_tokens=512)
+    a, b, c, d = (make_chunk(i) for i in range(4))
+    prepared = builder.build("add caching to", chunks=[a, b, c])
+    context = prepared.user_message.removesuffix("Request: add caching to")
+
+    re_ranked = builder.build("add caching to helper_2", chunks=[c, a, b], order=prepared.excerpt_order)
+    joined = builder.build("add caching to helper_3", chunks=[d, a, b, c], order=prepared.excerpt_order)
+    pasted = builder.build("add caching to helper_2", chunks=[c, a, b])
+
+    assert prepared.excerpt_order == tuple(x.chunk.citation for x in (a, b, c))
+    assert re_ranked.user_message == context + "Request: add caching to helper_2"
+    assert re_ranked.chunks == [c, a, b], "sources are still listed best first"
+    assert joined.user_message.startswith(context + format_chunk(d)), "code that joins goes after"
+    # Without an order (a pasted request), the same code is laid out best first.
+    assert pasted.excerpt_order == tuple(x.chunk.citation for x in (c, a, b))
+    assert sorted(pasted.user_message.split("\n\n")) == sorted(re_ranked.user_message.split("\n\n"))
+
+
+def test_compact_context_shows_the_best_ranked_chunk_whole_wherever_it_is_laid_out(count):
+    builder = PromptBuilder(count, context_length=4096, max_tokens=512, full_chunks=1)
+    a, b, c = (make_chunk(i) for i in range(3))
+
+    built = builder.build("add caching to helper_2", chunks=[c, a, b],
+                          order=[x.chunk.citation for x in (a, b, c)])
+
+    assert built.excerpt_order == tuple(x.chunk.citation for x in (a, b, c))
+    assert format_chunk(c) in built.user_message
+    for outlined in (a, b):
+        assert format_chunk(outlined) not in built.user_message
+        assert format_chunk(outlined, whole=False) in built.user_message

@@ -7,8 +7,11 @@ index of a small repo. Slow: it loads the 1.1 GB model.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,12 +20,15 @@ from prompt_toolkit.input import create_pipe_input
 from hybrid_llm.config import Config
 from hybrid_llm.llm.speculative import common_prefix_length
 from hybrid_llm.repl.session import Session
-from hybrid_llm.repl.typeahead import request_of
+from hybrid_llm.repl.typeahead import complete_last_word, request_of, words_of
 from tests.repl.test_end_to_end import shop  # noqa: F401 - the fixture: pricing.py, inventory.py
 from tests.repl.test_terminal import CTRL_C, CTRL_D, Terminal
 
 FIRST = "/code print apply_discount of 80.0 at 25 percent"
 SECOND = "/code use in_stock to check whether any pears are left"
+# Retrieval ranks pricing.py first for the first part, and inventory.py first once the last
+# words name `in_stock`.
+TYPED, LAST_WORDS = "/code print the discounted price of apples ", "if in_stock"
 BACKSPACE = "\x7f"
 
 
@@ -31,6 +37,24 @@ def _wait_for(condition, timeout: float = 180.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+@contextmanager
+def ready_session(shop: Path, model_file: Path, rag: dict) -> Iterator[Session]:
+    """A session on `shop` with the real default model loaded and the index built."""
+    config = Config.model_validate({
+        "model": {"path": str(model_file)},
+        "generation": {"temperature": 0, "max_tokens": 8},
+        "rag": rag,
+        "repl": {"typeahead_pause_ms": 200},
+    })
+    session = Session(config, shop)
+    try:
+        session.update_index(progress=lambda event: None)
+        session.wait_for_model()
+        yield session
+    finally:
+        session.close()
 
 
 class Spy:
@@ -60,6 +84,14 @@ class Spy:
         backend.prefill, backend.stream = spied_prefill, spied_stream
 
 
+def test_the_word_being_typed_is_completed_from_the_code_retrieved_so_far() -> None:
+    words = words_of(["class ReprHighlighter(RegexHighlighter):", "console = Console()\nconsole.print(x)"])
+    assert complete_last_word("based on RegexHigh", words) == "based on RegexHighlighter"
+    assert complete_last_word("with a Consol", words) == "with a Console", "case as typed, the commonest word"
+    for finished in ("with a Console ", "print it.", "print x", "print zzz"):
+        assert complete_last_word(finished, words) == finished
+
+
 def test_request_of_knows_what_will_reach_the_model(commands) -> None:
     resolve = commands.resolve
     assert request_of("make it async", resolve) == "make it async"
@@ -70,17 +102,9 @@ def test_request_of_knows_what_will_reach_the_model(commands) -> None:
 
 @pytest.mark.slow
 def test_typing_prepares_the_context_and_enter_uses_it(shop: Path, default_model_file: Path) -> None:
-    config = Config.model_validate({
-        "model": {"path": str(default_model_file)},
-        "generation": {"temperature": 0, "max_tokens": 8},
-        "rag": {"max_results": 1},  # so each request's context is one file
-        "repl": {"typeahead_pause_ms": 200},
-    })
-    session = Session(config, shop)
     observed: dict = {}
-    try:
-        session.update_index(progress=lambda event: None)
-        session.wait_for_model()
+    # One result, so that each request's context is one file.
+    with ready_session(shop, default_model_file, {"max_results": 1}) as session:
         spy = Spy(session.provider.get())
         with create_pipe_input() as pipe:
             terminal = Terminal(session, pipe)
@@ -128,5 +152,48 @@ def test_typing_prepares_the_context_and_enter_uses_it(shop: Path, default_model
         assert "inventory.py" in spy.streamed[-1][-1]["content"]
         assert len(prompt) - cached <= 8, (len(prompt), cached)
         assert session.last_answer.text
-    finally:
-        session.close()
+
+
+@pytest.mark.slow
+def test_last_words_that_re_rank_the_code_leave_only_the_request_to_process(
+    shop: Path, default_model_file: Path
+) -> None:
+    observed: dict = {}
+    with ready_session(shop, default_model_file, {"max_results": 2, "compact_context": False}) as session:
+        spy = Spy(session.provider.get())
+        with create_pipe_input() as pipe:
+            terminal = Terminal(session, pipe)
+            typeahead = terminal.commands.io.typeahead
+
+            def user() -> None:
+                try:
+                    pipe.send_text(TYPED)
+                    _wait_for(lambda: typeahead.state == "context ready" and typeahead._retrieved_for == TYPED)
+                    observed["prepared"] = typeahead.prepared_messages[-1]["content"]
+                    pipe.send_text(LAST_WORDS + "\r")  # faster than the type-ahead's pause
+                    _wait_for(lambda: session.last_answer is not None)
+                    observed["typed_sources"] = [source.citation for source in session.last_answer.sources]
+                    session.last_answer = None
+                    pipe.send_text("/clear\r" + TYPED + LAST_WORDS + "\r")  # the same request, pasted
+                    _wait_for(lambda: session.last_answer is not None)
+                    observed["pasted_sources"] = [source.citation for source in session.last_answer.sources]
+                finally:
+                    pipe.send_text(CTRL_D)
+
+            threading.Thread(target=user, daemon=True).start()
+            assert terminal.run("") == 0
+
+        def files(message: str) -> list[str]:
+            return re.findall(r"^### (\w+\.py):", message, re.MULTILINE)
+
+        typed, pasted = (messages[-1]["content"] for messages in spy.streamed)
+        # The last words re-ranked the code: inventory.py is now the best source ...
+        assert files(observed["prepared"]) == ["pricing.py", "inventory.py"]
+        assert observed["typed_sources"][0].startswith("inventory.py") and observed["typed_sources"] == observed["pasted_sources"]
+        # ... yet the typed request keeps the prepared layout, so only its last words were left
+        # to process; pasted, the same code is laid out best first.
+        assert files(typed) == ["pricing.py", "inventory.py"] and files(pasted) == ["inventory.py", "pricing.py"]
+        assert sorted(typed.split("\n\n")) == sorted(pasted.split("\n\n")), "the same excerpts, the same request"
+        prompt = spy.backend._chat.tokens(spy.streamed[0])
+        left = len(prompt) - common_prefix_length(spy.cached_at_request[0], prompt)
+        assert left <= session.provider.get().count_tokens(LAST_WORDS) + 8, left
