@@ -58,6 +58,7 @@ def run(repo: Path, cps: float, requests: list[str], *, whole_bodies: bool) -> d
     print(f"indexing {repo} …", file=sys.stderr, flush=True)
     summary = session.update_index(progress=lambda event: None)
     session.wait_for_model()
+    session.coder.retrieve(session.repo, "warm up")  # loads the embedder and vector store: not part of either figure
     repl = PipeRepl(session)
     results: list[dict] = []
 
