@@ -4,10 +4,13 @@ and time to first token with retrieval (the relevance gate at its default) vs `-
 The repository is a copy of the installed httpx (a codebase nobody here wrote, and not one the
 relevance gate was calibrated on). The requests are the issue's own examples and other everyday
 ones, plus HumanEval task descriptions (problems 100-129, as "Write a Python function ...").
-Each request runs both ways back to back, with the KV cache put back to the warmed system
-prompt before each, and stops at the first token. Target: TTFT <= 1.3x `--no-rag` for >= 90%.
+Each request runs both ways, interleaved and `--repeats` times (the order alternates, so
+neither way always runs first), with the KV cache put back to the warmed system prompt before
+each, and stops at the first token; each way's best time counts, since on a shared CPU noise
+only ever adds time. The index is opened and the model warmed before the first request, as in a
+REPL that already answered one. Target: TTFT <= 1.3x `--no-rag` for >= 90%.
 
-    flock /work/coord/cpu.lock .venv/bin/python bench/generic_bench.py [--gate-off]
+    flock /work/coord/cpu.lock .venv/bin/python bench/generic_bench.py [--gate-off] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ask_harness import ask_first_token, median  # noqa: E402
 from relevance_bench import task_description  # noqa: E402
+from repl_driver import cpu_model  # noqa: E402
 from retrieval_bench import DEFAULT_CACHE, CachingEmbedder  # noqa: E402
 
+from hybrid_llm.coder import Answer  # noqa: E402
 from hybrid_llm.config import load_config  # noqa: E402
 
 REPO_PACKAGE = "httpx"
@@ -54,10 +59,23 @@ def generic_requests() -> list[str]:
     )]
 
 
+def best_of(coder, request: str, repo: Path, repeats: int) -> tuple[Answer, Answer]:
+    """(with retrieval, `--no-rag`): each way's answer with the shortest time to first token,
+    over `repeats` interleaved runs."""
+    runs: dict[bool, list[Answer]] = {True: [], False: []}
+    for repeat in range(repeats):
+        for use_rag in (True, False) if repeat % 2 == 0 else (False, True):
+            runs[use_rag].append(ask_first_token(coder, request, repo=repo if use_rag else None,
+                                                 use_rag=use_rag))
+    fastest = [min(runs[use_rag], key=lambda answer: answer.timings["ttft_ms"]) for use_rag in (True, False)]
+    return fastest[0], fastest[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gate-off", action="store_true", help="rag.relevance_threshold 0: the reference")
     parser.add_argument("--limit", type=int, help="only the first N requests")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each way per request")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="generic-bench-"))
@@ -85,14 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     requests = generic_requests()[: args.limit]
     rows = []
     try:
+        coder.retrieve(repo, "open the index")
+        ask_first_token(coder, "warm up", repo=None, use_rag=False)
         for request in requests:
-            with_rag = ask_first_token(coder, request, repo=repo)
-            without = ask_first_token(coder, request, repo=None, use_rag=False)
+            with_rag, without = best_of(coder, request, repo, args.repeats)
             rows.append((with_rag, without))
-            print(f"{with_rag.timings['ttft_ms'] / 1000:5.1f}s {with_rag.timings['prompt_tokens']:5} tok "
-                  f"vs {without.timings['ttft_ms'] / 1000:5.1f}s {without.timings['prompt_tokens']:5} tok; "
-                  f"{len(with_rag.sources)} used, {len(with_rag.unused_sources)} not used: {request[:60]}",
-                  file=sys.stderr)
+            ratio = with_rag.timings["ttft_ms"] / without.timings["ttft_ms"]
+            print(f"{ratio:5.2f}x {with_rag.timings['ttft_ms'] / 1000:5.1f}s "
+                  f"{with_rag.timings['prompt_tokens']:5} tok vs {without.timings['ttft_ms'] / 1000:5.1f}s "
+                  f"{without.timings['prompt_tokens']:5} tok; {len(with_rag.sources)} used, "
+                  f"{len(with_rag.unused_sources)} not used: {request[:60]}", file=sys.stderr)
     finally:
         coder.close()
         provider.close()
@@ -101,11 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     token_ratios = [a.timings["prompt_tokens"] / b.timings["prompt_tokens"] for a, b in rows]
     within = sum(ratio <= 1.3 for ratio in ratios)
     print(f"{len(rows)} generic requests against {REPO_PACKAGE} ({chunks} chunks), gate "
-          f"{'off' if args.gate_off else f'threshold {config.rag.relevance_threshold}'}")
+          f"{'off' if args.gate_off else f'threshold {config.rag.relevance_threshold}'}, best of "
+          f"{args.repeats} interleaved runs each way")
     print(f"requests given code context: {sum(bool(a.sources) for a, _ in rows)}")
     print(f"TTFT ratio rag / no-rag: median {median(ratios):.2f}, max {max(ratios):.2f}; "
           f"<= 1.3x for {within}/{len(rows)} ({within / len(rows):.0%})")
     print(f"prompt tokens ratio: median {median(token_ratios):.2f}, max {max(token_ratios):.2f}")
+    print(f"CPU {cpu_model()}, {os.cpu_count()} cores")
     print(f"reference (--no-rag) median TTFT {median([b.timings['ttft_ms'] for _, b in rows]) / 1000:.2f} s, "
           f"median prompt {median([b.timings['prompt_tokens'] for _, b in rows]):.0f} tokens")
     return 0

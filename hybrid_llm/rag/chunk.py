@@ -52,7 +52,9 @@ class RetrievedChunk:
     relevant at all; the raw evidence does, and the relevance gate reads it: `similarity` is
     the cosine between query and chunk embeddings (None when the dense search did not run),
     `keyword_score` the BM25 score (0 when no query term matched), `named` whether the chunk
-    defines an identifier the query spells out.
+    defines an identifier the query spells out, `rare_terms` the share of the query's words
+    the codebase barely uses (the same for every result of a query; None when keyword search
+    did not run or the codebase is too small to tell).
     """
 
     chunk: Chunk
@@ -61,3 +63,4 @@ class RetrievedChunk:
     similarity: float | None = None
     keyword_score: float = 0.0
     named: bool = False
+    rare_terms: float | None = None

@@ -214,6 +214,11 @@ class CodeIndex:
         with self._read_lock:
             return self._reader_keywords.search(query, k)
 
+    def rare_term_share(self, query: str) -> float | None:
+        """See `KeywordStore.rare_term_share`: evidence for the relevance gate."""
+        with self._read_lock:
+            return self._reader_keywords.rare_term_share(query)
+
     def dense_search(self, embedding: np.ndarray, k: int) -> list[tuple[str, float]]:
         """Nearest chunks by cosine similarity to `embedding` (from `self.embedder`), among the
         chunks that have a vector (all of them once the vector pass is complete)."""

@@ -28,6 +28,12 @@ _WORD = re.compile(r"[^\W_]+(?:_+[^\W_]+)*", re.UNICODE)
 _PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[^\W\d_A-Z]+|[A-Z]+|\d+", re.UNICODE)
 
 # Question words that carry no signal but match almost every docstring.
+# A term in at most this many chunks is one the codebase barely uses (`rare_term_share`); it
+# only says so in a codebase of at least MIN_CHUNKS_FOR_RARITY chunks. Chosen with the
+# relevance gate's fit (bench/relevance_bench.py): 3 separated best among 0-10.
+RARE_CHUNKS = 3
+MIN_CHUNKS_FOR_RARITY = 100
+
 _QUERY_STOP_WORDS = frozenset(
     "a an and are as at be by can do does for from how i in is it me my of on or should that the"
     " this to use what when where which who why will with you your".split()
@@ -93,6 +99,22 @@ class KeywordStore:
 
     def count(self) -> int:
         return self.connection.execute(f"SELECT count(*) FROM {_TABLE}").fetchone()[0]
+
+    def rare_term_share(self, query: str) -> float | None:
+        """The share of the query's terms that at most `RARE_CHUNKS` chunks contain (stemmed as
+        `search` matches them): words the codebase barely uses. A request about the codebase
+        is written in its words; "parse a date" against an HTTP client is not. None below
+        `MIN_CHUNKS_FOR_RARITY` chunks, where every word is rare."""
+        terms = query_terms(query)
+        if not terms or self.count() < MIN_CHUNKS_FOR_RARITY:
+            return None
+        counts = [
+            self.connection.execute(
+                f"SELECT count(*) FROM {_TABLE} WHERE {_TABLE} MATCH ?", (f'"{term}"',)
+            ).fetchone()[0]
+            for term in terms
+        ]
+        return sum(count <= RARE_CHUNKS for count in counts) / len(terms)
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """Chunk ids and BM25 scores (higher is better), best first; any term may match."""

@@ -59,6 +59,8 @@ class SearchIndex(Protocol):
 
     def keyword_search(self, query: str, k: int) -> list[tuple[str, float]]: ...
 
+    def rare_term_share(self, query: str) -> float | None: ...
+
     def get_chunks(self, ids: list[str]) -> dict[str, Chunk]: ...
 
 
@@ -182,11 +184,12 @@ class HybridRetriever:
             if len(spans) == k or exhausted or pool >= _MAX_POOL:
                 break
             pool *= _DEEPER
+        rare_terms = self.index.rare_term_share(query) if weights["keyword"] > 0 else None
         return [
             RetrievedChunk(span.chunk, span.score,
                            tuple(name for name in rankings if name in span.sources),
                            span.evidence.similarity, span.evidence.keyword_score,
-                           span.evidence.named)
+                           span.evidence.named, rare_terms)
             for span in spans
         ]
 

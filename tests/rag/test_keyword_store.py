@@ -6,7 +6,12 @@ import pytest
 
 from hybrid_llm.rag.catalog import Catalog, FileRecord
 from hybrid_llm.rag.chunk import Chunk
-from hybrid_llm.rag.keyword_store import KeywordStore, query_terms, split_identifiers
+from hybrid_llm.rag.keyword_store import (
+    MIN_CHUNKS_FOR_RARITY,
+    KeywordStore,
+    query_terms,
+    split_identifiers,
+)
 
 
 @pytest.mark.parametrize(
@@ -73,3 +78,22 @@ def test_removed_rows_are_no_longer_found(store):
     store.remove([1])
     assert CHUNKS[0].id not in [chunk_id for chunk_id, _ in store.search("parse http", 3)]
     assert store.count() == 2
+
+
+def test_rare_term_share_counts_the_query_words_the_codebase_barely_uses(tmp_path):
+    catalog = Catalog.open(tmp_path / "catalog.sqlite3")
+    keywords = KeywordStore(catalog.connection)
+    handlers = [
+        Chunk(f"app/h{n}.py", "python", 1, 2, f"def handle_request_{n}(request):\n    return request\n",
+              f"handle_request_{n}", f"app/h{n}.py")
+        for n in range(MIN_CHUNKS_FOR_RARITY)
+    ]
+    with catalog.transaction():
+        for chunk in handlers:
+            keywords.add(catalog.put_file(FileRecord(chunk.path, 1, 1, "h", "python"), [chunk]).added)
+
+    assert keywords.rare_term_share("handle the requests") == 0.0  # stemmed: request(s)
+    assert keywords.rare_term_share("handle a csv request") == 1 / 3  # handle, csv, request
+    keywords.remove([1])
+    assert keywords.rare_term_share("handle a csv request") is None  # too few chunks to tell
+    catalog.close()

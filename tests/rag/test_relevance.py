@@ -23,6 +23,13 @@ pytestmark = pytest.mark.slow  # builds a real index of ~130 chunks
 
 UNRELATED = "write a function that reverses a singly linked list in place"
 RELATED = "make the exponential backoff between retry attempts wait longer"
+# Short everyday requests that share words with any codebase (none is in the gate's fitting data).
+EVERYDAY = (
+    "open data.csv and print how many rows it has",
+    "parse a date like 31/12/1999 into day, month and year",
+    "write a function that returns the largest of three numbers",
+    "how do I check whether a key is in a dict?",
+)
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +82,19 @@ def test_an_unrelated_request_gets_no_code_and_costs_what_no_retrieval_costs(cod
     assert gated.unused_sources, "what was retrieved and left out is listed, not hidden"
     assert all((repo / source.path).is_file() for source in gated.unused_sources)
     assert gated.timings["prompt_tokens"] == bare.timings["prompt_tokens"]
+
+
+@pytest.mark.parametrize("request_text", EVERYDAY)
+def test_a_short_everyday_request_gets_no_code(coder: Coder, indexed, request_text: str):
+    answer = coder.ask(request_text, repo=indexed[0])
+
+    assert answer.sources == [] and answer.unused_sources
+
+
+def test_a_request_naming_an_identifier_of_the_codebase_gets_its_definition(coder: Coder, indexed):
+    answer = coder.ask("why does wait_exponential never wait longer than its max?", repo=indexed[0])
+
+    assert "tenacity/wait.py" in {source.path for source in answer.sources}
 
 
 def test_a_request_about_the_codebase_gets_its_code(coder: Coder, indexed):

@@ -65,6 +65,9 @@ class _RankedIndex:
     def keyword_search(self, query: str, k: int) -> list[tuple[str, float]]:
         return [(item, 1.0) for item in self.keyword[:k]]
 
+    def rare_term_share(self, query: str) -> float | None:
+        return None
+
     def get_chunks(self, ids: list[str]) -> dict[str, Chunk]:
         return {item: self.chunks[item] for item in ids if item in self.chunks}
 
@@ -207,6 +210,9 @@ class _DenseMisses:
 
     def keyword_search(self, query, k):
         return self.index.keyword_search(query, k)
+
+    def rare_term_share(self, query):
+        return self.index.rare_term_share(query)
 
     def get_chunks(self, ids):
         return self.index.get_chunks(ids)
