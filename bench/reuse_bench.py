@@ -5,19 +5,21 @@ retrieval benchmark uses): top-level functions with a docstring that call anothe
 function of the same package (the helper). Each package is copied with its task functions
 removed and indexed for real; each task is asked `/code`-style, by its signature and its
 docstring's first sentence, through the real `Coder` and the default model. An answer reuses
-when its code calls the helper and does not define it.
+when its code calls the helper and does not define it (`reuses`, read from the syntax tree).
 
 Three modes per task, interleaved so load changes hit them alike: `whole` (retrieved chunks
 as whole bodies), `compact` (the best chunk whole, the rest as outlines) and `none` (no
 retrieval). Reported per mode: reuse rate, median time to first token, median context tokens
 (prompt tokens minus the same request's prompt tokens without retrieval). Greedy decoding;
-answers are cut at their first complete code block (bench/ask_harness.py).
+answers are cut at their first complete code block or MAX_ANSWER_TOKENS (bench/ask_harness.py).
 
-Runs are split so each stays short on 2 cores; results are appended to a JSON-lines file:
-    flock /work/coord/cpu.lock .venv/bin/python bench/reuse_bench.py --tasks 0:6 --out r.jsonl
-    ... --tasks 6:12 ...
+A run stops starting tasks after `--budget` seconds, so each stays short on a shared 2-core
+machine; every finished task is appended to a JSON-lines file, and the next run resumes with
+the tasks not in it (exit status 3 while some are left):
+    until flock /work/coord/cpu.lock .venv/bin/python bench/reuse_bench.py --out r.jsonl; \
+        do [ $? = 3 ] || break; done
     .venv/bin/python bench/reuse_bench.py --report r.jsonl
-`--list` prints the tasks without running the model.
+`--list` prints the tasks without running the model; `--packages` picks other packages.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.util
+import inspect
 import json
 import os
 import re
@@ -38,13 +41,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ask_harness import ask_until_first_block, first_code_block, median  # noqa: E402
-from retrieval_bench import DEFAULT_CACHE, CachingEmbedder, _first_sentence  # noqa: E402
+from retrieval_bench import DEFAULT_CACHE, CachingEmbedder  # noqa: E402
 
 from hybrid_llm.config import Config, load_config  # noqa: E402
 
 PACKAGES = ("httpx", "urllib3", "packaging", "dateutil", "tqdm", "markdown_it", "jsonschema", "pathspec")
 TASKS_PER_PACKAGE = 6
 MODES = ("whole", "compact", "none")
+# Enough for an answer to reach its call of the helper (of 7 calls in 78 answers of up to 512
+# tokens, 6 came within the first 230); the rest is never graded and costs minutes on 2 cores.
+MAX_ANSWER_TOKENS = 320
 _BUILTIN_NAMES = frozenset(dir(__import__("builtins")))
 
 
@@ -97,7 +103,15 @@ def _signature(node: ast.FunctionDef, source: str) -> str:
     lines = source.split("\n")[node.lineno - 1 : node.body[0].lineno - 1]
     text = " ".join(" ".join(line.split("#")[0] for line in lines).split())
     text = text.split('"""')[0].split("'''")[0].strip()
+    text = re.sub(r",?\s*\)", ")", re.sub(r"\(\s+", "(", text))  # as if written on one line
     return text.removesuffix(":").removeprefix("async ").removeprefix("def ").strip()
+
+
+def _first_sentence(docstring: str) -> str:
+    """The docstring's first sentence; a full stop followed by a lower-case word
+    (`e.g. logging`) does not end it."""
+    text = " ".join(inspect.cleandoc(docstring).split("\n\n")[0].split())
+    return re.split(r"(?<=[.!?])\s+(?=[^a-z])", text)[0].strip()
 
 
 def find_tasks(package: str, limit: int) -> list[Task]:
@@ -110,8 +124,10 @@ def find_tasks(package: str, limit: int) -> list[Task]:
             continue
         sentence = _first_sentence(docstring)
         length = (node.end_lineno or node.lineno) - node.lineno + 1
-        # A grammar rule or a bare name is no request a user would type.
-        if len(sentence.split()) < 4 or "=" in sentence or not 4 <= length <= 60:
+        # A grammar rule, a bare name or a deprecation notice (`.. deprecated::`) is no
+        # request a user would type.
+        if (len(sentence.split()) < 4 or "=" in sentence or sentence.startswith("..")
+                or not 4 <= length <= 60):
             continue
         helpers = [called for called in _called_names(node)
                    if called in unique and called != name and len(called) > 4
@@ -135,8 +151,8 @@ def find_tasks(package: str, limit: int) -> list[Task]:
     return chosen
 
 
-def all_tasks() -> list[Task]:
-    return [task for package in PACKAGES for task in find_tasks(package, TASKS_PER_PACKAGE)]
+def all_tasks(packages: tuple[str, ...] = PACKAGES) -> list[Task]:
+    return [task for package in packages for task in find_tasks(package, TASKS_PER_PACKAGE)]
 
 
 def build_copy(package: str, tasks: list[Task], destination: Path) -> Path:
@@ -159,10 +175,31 @@ def build_copy(package: str, tasks: list[Task], destination: Path) -> Path:
 
 
 def reuses(answer: str, helper: str) -> bool:
-    """The answer's code calls `helper` (plainly or as an attribute) and does not define it."""
-    code = first_code_block(answer)
-    calls = re.search(rf"(?<![\w]){re.escape(helper)}\s*\(", code.replace(f"def {helper}", ""))
-    return calls is not None and re.search(rf"\bdef\s+{re.escape(helper)}\b", code) is None
+    """The answer's code uses `helper` (calls it, or passes it: `key=helper`; plainly or as an
+    attribute, `tz.enfold(...)`) and does not define it. Read from the syntax tree, so a name
+    in a comment, a string or an import alone does not count; an answer cut off mid-statement
+    (at max_tokens) is judged by its longest leading part that parses."""
+    tree = _parse_longest_prefix(first_code_block(answer))
+    used = defined = False
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined |= node.name == helper
+        elif isinstance(node, ast.Name) and node.id == helper:
+            used |= isinstance(node.ctx, ast.Load)
+            defined |= isinstance(node.ctx, ast.Store)
+        elif isinstance(node, ast.Attribute) and node.attr == helper:
+            used |= isinstance(node.ctx, ast.Load)
+    return used and not defined
+
+
+def _parse_longest_prefix(code: str) -> ast.Module:
+    lines = code.split("\n")
+    for end in range(len(lines), 0, -1):
+        try:
+            return ast.parse("\n".join(lines[:end]))
+        except SyntaxError:
+            continue
+    return ast.Module(body=[], type_ignores=[])
 
 
 def _configs(base: Config, index_dir: Path) -> dict[str, Config]:
@@ -172,12 +209,12 @@ def _configs(base: Config, index_dir: Path) -> dict[str, Config]:
         config.rag.index_dir = str(index_dir)
         config.rag.compact_context = mode == "compact"
         config.generation.temperature = 0.0
-        config.generation.max_tokens = 512
+        config.generation.max_tokens = MAX_ANSWER_TOKENS
         configs[mode] = config
     return configs
 
 
-def prepare(packages: list[str], work: Path, config: Config) -> dict[str, Path]:
+def prepare(tasks: list[Task], work: Path, config: Config) -> dict[str, Path]:
     """Each package's copy without its tasks, indexed (embeddings through the shared cache,
     so the coders find the index up to date and re-runs embed nothing)."""
     from hybrid_llm.rag.embedder import default_embedder
@@ -185,62 +222,88 @@ def prepare(packages: list[str], work: Path, config: Config) -> dict[str, Path]:
 
     embedder = CachingEmbedder(default_embedder(), DEFAULT_CACHE)
     by_package: dict[str, list[Task]] = {}
-    for task in all_tasks():
+    for task in tasks:
         by_package.setdefault(task.package, []).append(task)
     repos = {}
-    for package in packages:
-        repos[package] = build_copy(package, by_package[package], work / "repos" / package).resolve()
+    for package, package_tasks in by_package.items():
+        repos[package] = build_copy(package, package_tasks, work / "repos" / package).resolve()
         index = CodeIndex.open(repos[package], config, embedder=embedder)
         index.update()
         index.close()
     return repos
 
 
-def run(tasks: list[Task], work: Path, out: Path) -> None:
+def _key(task: dict | Task) -> str:
+    task = task if isinstance(task, dict) else asdict(task)
+    return f"{task['package']}.{task['name']}"
+
+
+def _done(out: Path) -> set[str]:
+    if not out.exists():
+        return set()
+    return {_key(json.loads(line)["task"]) for line in out.read_text().splitlines() if line.strip()}
+
+
+def run(tasks: list[Task], every: list[Task], work: Path, out: Path, budget_s: float) -> int:
+    """Runs the `tasks` not yet in `out`, appending one line per task, until `budget_s` has
+    passed; returns how many are still to run. `every` task of their packages is removed
+    from the copies, whichever slice runs."""
     from hybrid_llm.coder import Coder
     from hybrid_llm.llm.provider import BackendProvider
 
+    started = time.perf_counter()
+    todo = [task for task in tasks if _key(task) not in _done(out)]
+    if not todo:
+        return 0
     configs = _configs(load_config(), work / "index")
     provider = BackendProvider(configs["whole"])
     provider.start_loading()
-    repos = prepare(list(dict.fromkeys(task.package for task in tasks)), work, configs["whole"])
+    packages = {task.package for task in todo}
+    repos = prepare([task for task in every if task.package in packages], work, configs["whole"])
     coders = {mode: Coder(config, backend_provider=provider) for mode, config in configs.items()}
     try:
-        for package, repo in repos.items():
-            for task in (t for t in tasks if t.package == package):
-                row = {"task": asdict(task)}
-                for mode in MODES:
-                    answer = ask_until_first_block(coders[mode], task.request, repo=repo,
-                                                   use_rag=mode != "none")
-                    row[mode] = {"reuses": reuses(answer.text, task.helper),
-                                 "ttft_ms": answer.timings["ttft_ms"],
-                                 "prompt_tokens": answer.timings["prompt_tokens"],
-                                 "sources": [s.citation for s in answer.sources],
-                                 "not_used": [s.citation for s in answer.unused_sources],
-                                 "answer": answer.text}
-                with out.open("a", encoding="utf-8") as stream:
-                    stream.write(json.dumps(row) + "\n")
-                print(f"{task.package}.{task.name} (helper {task.helper}): " + ", ".join(
-                    f"{mode} {'reuses' if row[mode]['reuses'] else '-'} {row[mode]['ttft_ms'] / 1000:.1f}s "
-                    f"{row[mode]['prompt_tokens']}tok" for mode in MODES), file=sys.stderr)
+        for left, task in enumerate(todo):
+            if time.perf_counter() - started > budget_s:
+                return len(todo) - left
+            row = {"task": asdict(task)}
+            for mode in MODES:
+                answer = ask_until_first_block(coders[mode], task.request, repo=repos[task.package],
+                                               use_rag=mode != "none")
+                row[mode] = {"reuses": reuses(answer.text, task.helper),
+                             "ttft_ms": answer.timings["ttft_ms"],
+                             "prompt_tokens": answer.timings["prompt_tokens"],
+                             "sources": [s.citation for s in answer.sources],
+                             "not_used": [s.citation for s in answer.unused_sources],
+                             "answer": answer.text}
+            with out.open("a", encoding="utf-8") as stream:
+                stream.write(json.dumps(row) + "\n")
+            print(f"{_key(task)} (helper {task.helper}): " + ", ".join(
+                f"{mode} {'reuses' if row[mode]['reuses'] else '-'} {row[mode]['ttft_ms'] / 1000:.1f}s "
+                f"{row[mode]['prompt_tokens']}tok" for mode in MODES), file=sys.stderr)
     finally:
         for coder in coders.values():
             coder.close()
         provider.close()
+    return 0
 
 
-def report(path: Path) -> None:
+def report(path: Path, work: Path) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    rows = list({row["task"]["package"] + "." + row["task"]["name"]: row for row in rows}.values())
+    rows = list({_key(row["task"]): row for row in rows}.values())
     print(f"{len(rows)} tasks from {', '.join(sorted({r['task']['package'] for r in rows}))}")
-    print("| mode | reuse rate | median TTFT | median context tokens | mean context tokens |")
-    print("|---|---|---|---|---|")
+    print("| mode | reuse rate | helper in the prompt | reuse when shown | median TTFT "
+          "| median context tokens | mean context tokens |")
+    print("|---|---|---|---|---|---|---|")
     context = {mode: [r[mode]["prompt_tokens"] - r["none"]["prompt_tokens"] for r in rows] for mode in MODES}
+    places = {_key(r["task"]): _definitions(work / "repos" / r["task"]["package"], r["task"]["helper"])
+              for r in rows}
     for mode in MODES:
-        rate = sum(r[mode]["reuses"] for r in rows) / max(len(rows), 1)
+        reused = sum(r[mode]["reuses"] for r in rows)
+        shown = [r for r in rows if _shows(r[mode]["sources"], places[_key(r["task"])])]
         ttft = median([r[mode]["ttft_ms"] / 1000 for r in rows])
         mean = sum(context[mode]) / max(len(rows), 1)
-        print(f"| {mode} | {rate:.3f} | {ttft:.1f} s | {median(context[mode]):.0f} | {mean:.0f} |")
+        print(f"| {mode} | {reused}/{len(rows)} | {len(shown)} | {sum(r[mode]['reuses'] for r in shown)}"
+              f"/{len(shown)} | {ttft:.1f} s | {median(context[mode]):.0f} | {mean:.0f} |")
     whole = sum(context["whole"])
     if whole:
         print(f"compact / whole context tokens: {sum(context['compact']) / whole:.2f}; "
@@ -251,19 +314,45 @@ def report(path: Path) -> None:
     print(f"tasks the relevance gate gave no code: {gated}")
 
 
+def _definitions(repo: Path, name: str) -> set[tuple[str, int]]:
+    """Where the package copy defines the top-level function `name`: (path, line of `def`)."""
+    found = set()
+    for path in sorted(repo.rglob("*.py")):
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except SyntaxError:
+            continue
+        found |= {(path.relative_to(repo).as_posix(), node.lineno) for node in tree.body
+                  if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name}
+    return found
+
+
+def _shows(citations: list[str], places: set[tuple[str, int]]) -> bool:
+    """Whether one of the `path:start-end` citations covers one of the places."""
+    for citation in citations:
+        path, _, span = citation.rpartition(":")
+        start, _, end = span.partition("-")
+        if any(place == path and int(start) <= line <= int(end) for place, line in places):
+            return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--packages", nargs="+", default=list(PACKAGES))
     parser.add_argument("--tasks", default="0:", help="slice of the task list, e.g. 0:6")
     parser.add_argument("--out", type=Path, default=Path("/tmp/reuse_bench.jsonl"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/reuse-bench"))
+    parser.add_argument("--budget", type=float, default=480.0,
+                        help="seconds after which no new task starts (the run resumes next time)")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--prepare", action="store_true", help="only copy and index the packages")
     parser.add_argument("--report", type=Path)
     args = parser.parse_args(argv)
     if args.report:
-        report(args.report)
+        report(args.report, args.work)
         return 0
-    tasks = all_tasks()
+    tasks = all_tasks(tuple(args.packages))
     start, _, end = args.tasks.partition(":")
     chosen = tasks[int(start or 0): int(end) if end else None]
     if args.list:
@@ -273,12 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["HYBRID_LLM_HOME"] = str(args.work / "home")
     if args.prepare:
-        prepare(list(PACKAGES), args.work, _configs(load_config(), args.work / "index")["whole"])
+        prepare(tasks, args.work, _configs(load_config(), args.work / "index")["whole"])
         return 0
     started = time.perf_counter()
-    run(chosen, args.work, args.out)
-    print(f"{len(chosen)} tasks in {time.perf_counter() - started:.0f}s", file=sys.stderr)
-    return 0
+    left = run(chosen, tasks, args.work, args.out, args.budget)
+    print(f"{time.perf_counter() - started:.0f}s; {left} tasks left (run again to resume)", file=sys.stderr)
+    return 3 if left else 0
 
 
 if __name__ == "__main__":
