@@ -4,7 +4,7 @@ Retrieval always returns its k best spans, even for a request that has nothing t
 codebase ("write an LRU cache class"); on a CPU those ~1,000 prompt tokens delay the first
 answer token by ~20 s for nothing. Fused RRF scores are ranks and cannot tell, so the gate
 reads the raw evidence the results carry (`RetrievedChunk.similarity`, `.keyword_score`,
-`.named`) and turns it into a probability that the request is about this codebase.
+`.named`, `.rare_terms`) and turns it into a probability that the request is about this codebase.
 
 The decision is per request, not per chunk: the best cosine similarity and the best BM25
 score per query term among the results, and the share of the request's words that the
@@ -38,7 +38,8 @@ from hybrid_llm.rag.keyword_store import query_terms
 from hybrid_llm.rag.retriever import query_identifiers
 
 # Logistic weights (similarity, log(1 + BM25 per query term), share of rare query terms,
-# intercept), fitted by `bench/relevance_bench.py --fit` for the default (code) embedder. The
+# intercept), fitted by `bench/relevance_bench.py --fit` for the default (code) embedder; each
+# intercept is placed so that the shipped threshold (0.25) costs at most 0.9% of hit@5. The
 # keyword-only model serves requests answered before the vectors exist (background embedding);
 # the dense-only one serves codebases too small for BM25: with a handful of chunks every term is
 # in half of them, FTS5's IDF floors at ~0 and a perfect match scores like no match. Where the
