@@ -78,7 +78,7 @@ def _outline_definition(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Class
     first_statement = node.body[0]
     if first_statement.lineno == node.lineno:  # `def f(): return 1`: nothing to leave out
         return lines[start - 1 : node.end_lineno]
-    shown = lines[start - 1 : first_statement.lineno - 1]
+    shown = _header(lines[start - 1 : first_statement.lineno - 1])
     indent = lines[first_statement.lineno - 1][: first_statement.col_offset]
     docstring = ast.get_docstring(node)
     if docstring:
@@ -92,3 +92,12 @@ def _outline_definition(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Class
     else:
         shown.append(f"{indent}{_ELLIPSIS}")
     return shown
+
+
+def _header(lines: list[str]) -> list[str]:
+    """Decorators and signature without the comments and blank lines that open the body: they
+    explain the implementation, which the outline leaves out."""
+    end = len(lines)
+    while end > 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
+        end -= 1
+    return lines[:end]

@@ -3,6 +3,14 @@ docstrings, the enclosing class), chunked by the real tree-sitter chunker."""
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from hybrid_llm.coder import Coder
+from hybrid_llm.config import load_config
 from hybrid_llm.llm.code_outline import outline
 from hybrid_llm.llm.prompt import CODE_RULES, PromptBuilder, format_chunk
 from hybrid_llm.rag.chunk import RetrievedChunk
@@ -99,3 +107,82 @@ def test_a_best_chunk_too_big_to_show_whole_is_outlined_instead_of_dropped(tiny_
 
     assert built.chunks == retrieved
     assert "def post(" in built.user_message and "self.entries.append" not in built.user_message
+
+
+def test_an_outline_leaves_out_the_comments_that_open_a_body():
+    source = '''def wait_for_socket(
+    sock: object,
+    timeout: float | None = None,
+) -> bool:
+    # We delay choosing which implementation to use until the first call,
+    # so that monkeypatching select.poll after import still works.
+
+    global wait_for_socket
+    return wait_for_socket(sock, timeout)
+'''
+    shown = "\n".join(outline(chunk) for chunk in chunks_of(source))
+
+    assert shown == "def wait_for_socket(\n    sock: object,\n    timeout: float | None = None,\n) -> bool:\n    ..."
+
+
+PRICING = '''"""Prices for the shop."""
+
+VAT_RATE = 0.2
+
+
+def apply_discount(price: float, percent: float) -> float:
+    """Return `price` reduced by `percent` (0-100), rounded to cents."""
+    return round(price * (1 - percent / 100), 2)
+
+
+def add_vat(price: float) -> float:
+    """Return `price` with VAT added, rounded to cents."""
+    return round(price * (1 + VAT_RATE), 2)
+'''
+
+CART = '''"""The shopping cart."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Cart:
+    """Items a customer is about to buy, with their unit prices."""
+
+    items: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, price: float) -> None:
+        """Put `name` in the cart at `price`."""
+        self.items[name] = price
+
+    def subtotal(self) -> float:
+        """The sum of the prices in the cart, before discounts and VAT."""
+        return round(sum(self.items.values()), 2)
+'''
+
+
+@pytest.mark.slow
+def test_the_real_model_calls_helpers_it_was_shown_only_as_outlines(tmp_path: Path, default_model_file: Path):
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "pricing.py").write_text(PRICING)
+    (tmp_path / "shop" / "cart.py").write_text(CART)
+    config = load_config()  # the shipped settings: compact context, the relevance gate
+    config.model.path, config.rag.index_dir = str(default_model_file), str(tmp_path / "index")
+    config.generation.max_tokens, config.generation.temperature = 200, 0.0
+    coder = Coder(config)
+    try:
+        answer = coder.ask("Write the function `checkout_total(cart: Cart, percent: float) -> float`: the "
+                           "subtotal of the cart with the discount taken off, then VAT added.",
+                           repo=tmp_path / "shop")
+    finally:
+        coder.close()
+        coder.provider.close()
+
+    prompt = coder.history[-1].user_message
+    assert "round(price" not in prompt, "the helpers' bodies are not shown, only what a caller needs"
+    code = re.search(r"```(?:python)?\n(.*?)```", answer.text, re.DOTALL).group(1)
+    called = {node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+              for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Call)}
+    defined = {node.name for node in ast.walk(ast.parse(code)) if isinstance(node, ast.FunctionDef)}
+    assert {"apply_discount", "add_vat"} <= called, code
+    assert not {"apply_discount", "add_vat"} & defined, code
