@@ -235,6 +235,9 @@ def _still_verified(model_present: bool, log) -> EngineRecord | None:
         return None
     log(f"==> llama.cpp engine already installed and verified: {record.description}"
         + (f"; {smoke.line()}" if smoke else ""))
+    if smoke:  # what this check measured replaces the older figures
+        record.smoke = asdict(smoke)
+        record_path().write_text(json.dumps(asdict(record), indent=2))
     return record
 
 

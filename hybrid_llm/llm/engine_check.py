@@ -20,6 +20,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from hybrid_llm.llm.speculative import MAX_VERIFY_BATCH
+
 # About 120 prompt tokens and 16 answer tokens: a few seconds on a 2-core laptop, enough to
 # run every kernel a real request runs (prompt micro-batches, then single-token decoding).
 SMOKE_PROMPT = (
@@ -38,6 +40,8 @@ SMOKE_PROMPT = (
     "dictionaries so that later files win, and returns render_pairs of the result."
 )
 SMOKE_DECODE_TOKENS = 16
+# Positions decoded alone and then in one batch: the largest batch speculative decoding verifies.
+BATCH_CHECK_TOKENS = MAX_VERIFY_BATCH
 SMOKE_TIMEOUT_S = 180.0
 
 SIGNAL_CAUSES = {
@@ -60,12 +64,21 @@ class SmokeResult:
     prefill_tok_s: float = 0.0
     decode_tok_s: float = 0.0
     backend: str = ""
+    # Largest logit difference between positions decoded alone and in one batch (None: not
+    # measured, e.g. xllamacpp); speculative decoding keeps answers unchanged only at 0.
+    batch_logit_difference: float | None = None
 
     def line(self) -> str:
         if not self.ok:
             return f"engine smoke test failed: {self.cause}"
-        return (f"prefill {self.prefill_tok_s:.0f} tok/s, decode {self.decode_tok_s:.1f} tok/s "
+        line = (f"prefill {self.prefill_tok_s:.0f} tok/s, decode {self.decode_tok_s:.1f} tok/s "
                 f"(load {self.load_s:.1f} s, {self.backend})")
+        if self.batch_logit_difference == 0:
+            line += "; batch logits identical to one-token logits (speculative decoding is exact)"
+        elif self.batch_logit_difference is not None:
+            line += (f"; batch logits differ from one-token logits by up to {self.batch_logit_difference:.2g}"
+                     " (speculative decoding stays off under `auto`)")
+        return line
 
 
 def describe_exit(returncode: int, stderr: str) -> str:
@@ -118,6 +131,7 @@ def measure(config) -> dict[str, float | str]:
         raise RuntimeError("the model produced no token")
     prompt_tokens = backend.count_tokens(SMOKE_PROMPT)
     answer_tokens = backend.count_tokens("".join(pieces))
+    difference = batch_difference(backend)
     backend.close()
     return {
         "load_s": round(loaded - started, 2),
@@ -125,7 +139,23 @@ def measure(config) -> dict[str, float | str]:
         # The first token closes the prefill; the rest are pure decoding.
         "decode_tok_s": round(max(answer_tokens - 1, 1) / max(end - first, 1e-6), 1),
         "backend": backend.name,
+        "batch_logit_difference": difference,
     }
+
+
+def batch_difference(backend) -> float | None:
+    """`speculative.batch_logit_difference` over the smoke prompt's last BATCH_CHECK_TOKENS
+    tokens, for a backend that runs llama.cpp in this process (None otherwise)."""
+    from hybrid_llm.llm.speculative import ChatPrompt, batch_logit_difference
+
+    llama = getattr(backend, "_llama", None)
+    if llama is None:
+        return None
+    tokens = ChatPrompt(llama).tokens([{"role": "user", "content": SMOKE_PROMPT}])
+    start = len(tokens) - BATCH_CHECK_TOKENS
+    llama.reset()
+    llama.eval(tokens[:start])
+    return round(batch_logit_difference(llama, tokens[start:], start), 4)
 
 
 def _child_main() -> int:

@@ -23,9 +23,11 @@ What matters on a 2-core laptop (bench/llm_bench.py measures it, the slow tests 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -52,6 +54,20 @@ GGUF_MAGIC = b"GGUF"
 # ended up to 131 ms after a cancel on 2 cores (227 ms on a slower CI machine); at 128 at most
 # 32 ms, with no loss of prefill speed (bench/llm_bench.py --only cancel).
 PREFILL_UBATCH = 128
+# How llama.cpp computes, chosen so that a position decoded in a batch of up to
+# speculative.MAX_VERIFY_BATCH tokens gets exactly the logits it gets alone: speculative decoding verifies
+# drafts in batches and plain decoding goes one token at a time, so anything else lets a near-tie
+# flip the answer. With llama.cpp's defaults they differ by up to 0.55 here, because
+# - weight repacking ("extra buffer types") multiplies groups of 4 rows with its own summation order;
+# - without flash attention, attention products of 2+ rows go through llamafile's sgemm, one row
+#   through ggml's dot products;
+# - flash attention over an F16/F32 KV cache splits one row's keys among the threads (for 512+
+#   cached tokens) and merges the parts in another order than a batch row; a Q8_0 cache takes the
+#   one-row-at-a-time kernel for every batch size (and halves the cache's memory);
+# - the K-quant matrix product switches to a tiled kernel at 8 rows (which is what makes prompt
+#   processing fast, so batches stay below it).
+# Measured by bench/kernels_bench.py (2-core Xeon).
+BATCH_INVARIANT_SETTINGS = {"flash_attention": True, "repack_weights": False, "kv_cache": "q8_0"}
 # `prefill` works in slices this long: a request that interrupts it loses at most one slice of
 # prepared tokens (~1.4 s on 2 cores), and a changed retrieval is noticed between slices.
 PREFILL_SLICE = 64
@@ -100,6 +116,8 @@ class LlamaCppBackend:
         self.threads = threads
         self._cancelled = _AbortFlag(llama_cpp.ggml_abort_callback)
         names = drafter_names(speculative, draft_model_path is not None)
+        if speculative == "auto" and not runs_batch_invariant(self._llama):
+            names = ()  # drafting could change this model's answers
         if "draft" in names and draft_model_path is None:
             raise UserError("generation.speculative is 'draft' but the draft model is missing: "
                             "run `hybrid-llm models pull qwen2.5-coder-0.5b-instruct-q4_k_m`")
@@ -185,22 +203,85 @@ class LlamaCppBackend:
         self._llama.close()
 
 
-def load_llama(path: Path, *, n_ctx: int, threads: int, ubatch: int = PREFILL_UBATCH, lora_path: Path | None = None):
-    """A quiet `llama_cpp.Llama` with our thread and micro-batch settings; one line on failure."""
+def load_llama(path: Path, *, n_ctx: int, threads: int, ubatch: int = PREFILL_UBATCH, lora_path: Path | None = None,
+               kernels: dict = BATCH_INVARIANT_SETTINGS):
+    """A quiet `llama_cpp.Llama` with our thread, micro-batch and kernel settings; one line on
+    failure. `kernels` other than BATCH_INVARIANT_SETTINGS only for comparisons (bench/).
+
+    A Q8_0 KV cache needs attention heads of 32+ dimensions: a model with smaller ones gets an
+    F16 cache, and `runs_batch_invariant` then says speculative decoding would not be exact.
+    """
+    try:
+        return _load(path, n_ctx, threads, ubatch, lora_path, kernels)
+    except ValueError as exc:  # "Failed to load model from file" / "Failed to create llama_context"
+        if kernels["kv_cache"] != "f16" and "context" in str(exc):
+            return load_llama(path, n_ctx=n_ctx, threads=threads, ubatch=ubatch, lora_path=lora_path,
+                              kernels={**kernels, "kv_cache": "f16"})
+        raise UserError(f"llama.cpp cannot load {path} ({exc}): run `hybrid-llm models pull`") from None
+
+
+def _load(path: Path, n_ctx: int, threads: int, ubatch: int, lora_path: Path | None, kernels: dict):
     import llama_cpp
 
-    try:
+    kv_type = _ggml_type(kernels["kv_cache"])
+    with _model_params(use_extra_bufts=kernels["repack_weights"]):
         return llama_cpp.Llama(
             model_path=str(path),
             n_ctx=n_ctx,
             n_threads=threads,
             n_threads_batch=threads,
             n_ubatch=ubatch,
+            flash_attn=kernels["flash_attention"],
+            type_k=kv_type,
+            type_v=kv_type,
             lora_path=str(lora_path) if lora_path else None,
             verbose=False,
         )
-    except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
-        raise UserError(f"llama.cpp cannot load {path} ({exc}): run `hybrid-llm models pull`") from None
+
+
+def runs_batch_invariant(llama) -> bool:
+    """Whether `llama` was loaded with every one of BATCH_INVARIANT_SETTINGS."""
+    import llama_cpp
+
+    wanted = BATCH_INVARIANT_SETTINGS
+    flash = llama.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    return (flash == wanted["flash_attention"]
+            and bool(llama.model_params.use_extra_bufts) == wanted["repack_weights"]
+            and llama.context_params.type_k == _ggml_type(wanted["kv_cache"]))
+
+
+def _ggml_type(name: str) -> int:
+    import llama_cpp
+
+    return getattr(llama_cpp, f"GGML_TYPE_{name.upper()}")
+
+
+_model_params_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _model_params(**fields) -> Iterator[None]:
+    """Set `llama_model_params` fields that `llama_cpp.Llama` has no argument for.
+
+    `Llama.__init__` fills its model parameters from `llama_model_default_params()` and loads
+    the model at once, so the defaults themselves are amended while one `Llama` is built.
+    """
+    from llama_cpp import llama as binding
+
+    defaults = binding.llama_cpp.llama_model_default_params
+
+    def amended():
+        params = defaults()
+        for name, value in fields.items():
+            setattr(params, name, value)
+        return params
+
+    with _model_params_lock:
+        binding.llama_cpp.llama_model_default_params = amended
+        try:
+            yield
+        finally:
+            binding.llama_cpp.llama_model_default_params = defaults
 
 
 class _AbortFlag:
@@ -284,7 +365,8 @@ def create_llama_cpp_backend(config: Config, model_path: Path | None) -> LlamaCp
             speculative=mode,
             draft_model_path=draft_model_path() if "draft" in drafter_names(mode, True) else None,
             prompt_state=PromptStateCache(
-                model_path, adapter_path=adapter.gguf_path if adapter else None, n_ctx=config.model.n_ctx
+                model_path, adapter_path=adapter.gguf_path if adapter else None, n_ctx=config.model.n_ctx,
+                engine_settings=BATCH_INVARIANT_SETTINGS,
             ) if config.model.prompt_state_cache else None,
         )
     if adapter is not None:

@@ -7,7 +7,7 @@ those tokens) is saved under `HYBRID_LLM_HOME/prompt-states/`, owner-only, and l
 load it in milliseconds.
 
 A state is only valid for the exact model file, adapter, context size, engine version and
-prompt tokens that produced it; loading another model's state would be garbage or a native
+settings, and prompt tokens that produced it; loading another model's state would be garbage or a native
 crash. So the file records that identity (and a checksum of its payload), and a state whose
 identity or checksum differs is rejected, and rebuilt by the caller. One file per model and
 adapter: a rebuilt state replaces the old one.
@@ -44,7 +44,9 @@ class PromptStateCache:
     """Saves and restores one `llama_cpp.Llama`'s state for a given prompt."""
 
     def __init__(self, model_path: Path, *, adapter_path: Path | None, n_ctx: int,
-                 directory: Path | None = None) -> None:
+                 engine_settings: dict | None = None, directory: Path | None = None) -> None:
+        """`engine_settings`: how the model is loaded (e.g. flash attention, which changes the
+        KV cache's layout), so that a state saved under other settings is never loaded."""
         import llama_cpp
 
         self.identity = {
@@ -52,6 +54,7 @@ class PromptStateCache:
             "adapter": _file_identity(adapter_path),
             "n_ctx": n_ctx,
             "engine": f"llama-cpp-python {llama_cpp.__version__}",
+            "engine_settings": engine_settings,
         }
         slot = json.dumps([str(model_path.resolve()), str(adapter_path.resolve()) if adapter_path else None])
         name = f"{model_path.stem}-{hashlib.sha256(slot.encode()).hexdigest()[:16]}.state"

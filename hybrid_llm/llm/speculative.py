@@ -12,9 +12,10 @@ Exactness: the target is sampled at each verified position, in order, with the s
 `create_chat_completion` uses; a draft token is kept only where the sample equals it, and the
 first sample that differs is the next token. At temperature 0 each token is the greedy choice
 given the tokens before it; at temperature > 0 a sample of the model's own distribution (the
-drafts here are deterministic). The limit is llama.cpp's rounding: a position decoded in a batch
-gets slightly different logits than alone (see TIE_MARGIN), so where plain decoding has a
-near-tie the two answers can part ways.
+drafts here are deterministic). This holds only because a position decoded in a batch gets
+exactly the logits it gets alone, which llama.cpp's defaults do not give (weight repacking sums
+in another order for groups of 4 rows; attention without flash attention differs too): the
+backend loads models with BATCH_INVARIANT_SETTINGS, and `batch_logit_difference` checks it.
 
 Drafts come from prompt lookup (the continuation of the longest recent n-gram of the prompt
 and the answer so far: free) and from a small draft model of the same tokenizer family. How
@@ -38,7 +39,11 @@ SPECULATIVE_MODES = ("auto", "off", "lookup", "draft")
 # The drafters `auto` uses: on the 2-core VM the draft model did not pay for itself next to
 # prompt lookup (bench/llm_bench.py --only speculative), so auto does not spend its memory.
 AUTO_DRAFTERS = ("lookup",)
-MAX_DRAFT_TOKENS = 12
+# A verified batch (the last token and the drafts) stays below the 8 rows at which llama.cpp's
+# K-quant matrix product switches to a tiled kernel with another summation order: up to 7 rows a
+# position's logits equal a one-token decode's (llama_cpp_backend.BATCH_INVARIANT_SETTINGS).
+MAX_VERIFY_BATCH = 7
+MAX_DRAFT_TOKENS = MAX_VERIFY_BATCH - 1
 NGRAM_MAX = 4
 NGRAM_MIN = 2
 # Cost of verifying n tokens in one batch relative to one token, before any is measured:
@@ -53,11 +58,6 @@ SMOOTHING = 0.125
 FIRST_RETRY_STEPS = 8
 MAX_RETRY_STEPS = 256
 STATE_FILE = "speculation.json"
-# Logits computed in a batch differ from a one-token decode of the same position (other kernels,
-# other rounding): up to 0.55 over the vocabulary for Qwen2.5-Coder-1.5B Q4_K_M on 2 cores, any
-# batch size. Where the best two tokens of a greedy choice are closer than this, the choice
-# could flip, so that position is decided again by a one-token decode, as plain decoding does.
-TIE_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,48 @@ def common_prefix_length(cached: Sequence[int], tokens: Sequence[int]) -> int:
     return length
 
 
+def fill_batch(batch, tokens: Sequence[int], start: int) -> None:
+    """Put `tokens` at positions start.. of sequence 0 into a `llama_batch`, logits at each."""
+    for i, token in enumerate(tokens):
+        batch.token[i] = token
+        batch.pos[i] = start + i
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = 0
+        batch.logits[i] = 1
+    batch.n_tokens = len(tokens)
+
+
+def batch_logit_difference(llama, tokens: Sequence[int], start: int) -> float:
+    """The largest logit difference between positions start.. decoded one token at a time and
+    all in one batch (the KV cache must hold the `start` tokens before them).
+
+    Speculative decoding can only give plain decoding's answer token for token where this is 0:
+    llama.cpp's kernel settings decide it (see llama_cpp_backend.BATCH_INVARIANT_SETTINGS).
+    """
+    import llama_cpp
+    import numpy as np
+
+    vocabulary = llama.n_vocab()
+    batch = llama_cpp.llama_batch_init(len(tokens), 0, 1)
+
+    def decode(part: Sequence[int], at: int) -> list:
+        fill_batch(batch, part, at)
+        llama._ctx.kv_cache_seq_rm(-1, at, -1)
+        if llama_cpp.llama_decode(llama.ctx, batch) != 0:
+            raise RuntimeError("llama_decode failed")
+        return [np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama.ctx, row), shape=(vocabulary,)).copy()
+                for row in range(len(part))]
+
+    try:
+        alone = [decode([token], start + offset)[0] for offset, token in enumerate(tokens)]
+        together = decode(tokens, start)
+    finally:
+        llama_cpp.llama_batch_free(batch)
+        llama._ctx.kv_cache_seq_rm(-1, start, -1)
+        llama.n_tokens = min(llama.n_tokens, start)
+    return max(float(np.max(np.abs(a - b))) for a, b in zip(alone, together))
+
+
 class ChatPrompt:
     """The prompt `create_chat_completion` would evaluate: the model's own chat template,
     rendered by the binding's Jinja2 formatter (compiled once), tokenized with special tokens."""
@@ -172,8 +214,21 @@ def drafter_names(mode: str, draft_model_present: bool) -> tuple[str, ...]:
     if mode == "off":
         return ()
     if mode == "auto":
+        if not batch_is_exact():
+            return ()
         return tuple(name for name in AUTO_DRAFTERS if name != "draft" or draft_model_present)
     return (mode,)
+
+
+def batch_is_exact() -> bool:
+    """False where the install's smoke test measured batch logits that differ from one-token
+    logits (another llama.cpp build or CPU than the settings were made for): `auto` then does
+    not draft, since it could change answers. No measurement on record counts as exact."""
+    from hybrid_llm.llm.engine_build import read_record
+
+    record = read_record()
+    difference = record.smoke.get("batch_logit_difference") if record else None
+    return not difference
 
 
 def make_drafters(names: Sequence[str], draft_llama=None) -> list:
@@ -428,8 +483,6 @@ class SpeculativeDecoder:
         stats = SpeculationStats(self.mode)
         text = _TextStream(llama, stop)
         sampler = llama._init_sampler(temp=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
-        greedy = sampling.temperature <= 0 or sampling.top_k == 1
-        self._decide_alone = False
         try:
             self._process_prompt(prompt)
             if self._is_cancelled():
@@ -452,7 +505,7 @@ class SpeculativeDecoder:
                     if self._lookup:
                         self._lookup.extend([token])
                 if not finished:
-                    chosen = self._step(history, max_tokens - stats.tokens, sampler, greedy, stats)
+                    chosen = self._step(history, max_tokens - stats.tokens, sampler, stats)
                     if chosen is None:
                         return
             rest = text.flush()
@@ -484,33 +537,19 @@ class SpeculativeDecoder:
         llama.n_tokens = reuse
         llama.eval(list(prompt[reuse:]))
 
-    def _step(self, history: list[int], room: int, sampler, greedy: bool,
-              stats: SpeculationStats) -> list[int] | None:
+    def _step(self, history: list[int], room: int, sampler, stats: SpeculationStats) -> list[int] | None:
         """Verify [last token + draft] in one batch; returns the tokens the model chose (the
-        kept draft tokens, then one sampled token), or None when cancelled.
-
-        A greedy near-tie in a batch ends the step before that position: its input token is
-        returned last (not yet in the KV cache), and the next step decodes it alone.
-        """
+        kept draft tokens, then one sampled token), or None when cancelled."""
         if self._is_cancelled():
             return None
         room = min(room - 1, self._llama.n_ctx() - len(history) - 1, MAX_DRAFT_TOKENS)
-        drafter, draft = (None, []) if self._decide_alone else self._draft(history, max(room, 0))
-        self._decide_alone = False
+        drafter, draft = self._draft(history, max(room, 0))
         start = len(history) - 1
         batch = [history[-1], *draft]
         if not self._evaluate(batch, start):
             return None
         chosen: list[int] = []
         for index in range(len(batch)):
-            if greedy and len(batch) > 1 and self._near_tie(index):
-                self._decide_alone = True
-                chosen = draft[:index]
-                self._truncate(start + index)
-                self._learn(drafter, chosen, len(chosen), None)
-                stats.drafted += len(chosen)
-                stats.accepted += len(chosen)
-                return chosen
             sampled = sampler.sample(self._llama._ctx, index)
             chosen.append(sampled)
             if index >= len(draft) or sampled != draft[index]:
@@ -521,17 +560,6 @@ class SpeculativeDecoder:
         stats.drafted += len(draft)
         stats.accepted += kept
         return chosen
-
-    def _near_tie(self, index: int) -> bool:
-        """Whether the two best tokens at batch row `index` are within TIE_MARGIN."""
-        import llama_cpp
-        import numpy as np
-
-        logits = llama_cpp.llama_get_logits_ith(self._llama.ctx, index)
-        row = np.ctypeslib.as_array(logits, shape=(self._llama.n_vocab(),))
-        best = int(row.argmax())
-        second = max(row[:best].max(initial=-np.inf), row[best + 1:].max(initial=-np.inf))
-        return float(row[best] - second) < TIE_MARGIN
 
     def _draft(self, history: list[int], room: int):
         """The drafter and draft with the best expected gain, or (None, []) when none pays."""
@@ -550,9 +578,9 @@ class SpeculativeDecoder:
             return best, lookup_draft[:best_k]
         return best, best.propose(history, best_k)
 
-    def _learn(self, drafter, draft: list[int], kept: int, first_choice: int | None) -> None:
+    def _learn(self, drafter, draft: list[int], kept: int, first_choice: int) -> None:
         """Update acceptance from a step; `first_choice` is the model's token after the last
-        one known before the step (None when that position is left to the next step)."""
+        one known before the step."""
         if drafter is not None:
             drafter.length.record(len(draft), kept)
             if kept:
@@ -560,7 +588,7 @@ class SpeculativeDecoder:
         # A prompt-lookup proposal that was not used still shows whether it would have been
         # right: its first token against the model's choice, at no cost.
         lookup = self._lookup
-        if lookup is not None and drafter is not lookup and first_choice is not None:
+        if lookup is not None and drafter is not lookup:
             shadow = lookup.propose(1)
             if shadow:
                 lookup.length.record(1, int(shadow[0] == first_choice))
@@ -568,17 +596,10 @@ class SpeculativeDecoder:
     def _evaluate(self, tokens: list[int], start: int) -> bool:
         """Decode `tokens` at positions start.. with logits at each; False when aborted."""
         llama = self._llama
-        batch = self._batch
-        for i, token in enumerate(tokens):
-            batch.token[i] = token
-            batch.pos[i] = start + i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = 1
-        batch.n_tokens = len(tokens)
+        fill_batch(self._batch, tokens, start)
         llama._ctx.kv_cache_seq_rm(-1, start, -1)
         started = time.perf_counter()
-        status = self._decode(llama.ctx, batch)
+        status = self._decode(llama.ctx, self._batch)
         if status != 0:
             self._truncate(start)
             if self._is_cancelled():

@@ -11,7 +11,7 @@ import pytest
 
 from hybrid_llm.config import Config
 from hybrid_llm.llm.base import choose_backend, create_backend
-from hybrid_llm.llm.llama_cpp_backend import LlamaCppBackend, physical_cores
+from hybrid_llm.llm.llama_cpp_backend import LlamaCppBackend, physical_cores, runs_batch_invariant
 from hybrid_llm.llm.prompt import SYSTEM_PROMPT
 from hybrid_llm.llm.speculative import ChatPrompt, common_prefix_length
 
@@ -26,6 +26,16 @@ def test_auto_picks_llama_cpp_for_a_gguf_file(tiny_gguf: Path):
     backend = create_backend(config)
     assert backend.context_length == 512
     assert backend.threads == physical_cores()
+
+
+def test_a_model_too_small_for_the_q8_cache_loads_and_auto_does_not_draft(tiny_gguf: Path):
+    """The tiny model's 16-dimension heads cannot use the Q8_0 KV cache that makes batch logits
+    exact: it still loads (F16 cache), and `auto` leaves its answers to plain decoding."""
+    backend = LlamaCppBackend(tiny_gguf, n_ctx=512, threads=1, speculative="auto")
+    assert not runs_batch_invariant(backend._llama)
+    assert backend.speculative == "auto (off)"
+    assert list(backend.stream([{"role": "user", "content": "def add(a, b):"}], max_tokens=4, **GREEDY))
+    backend.close()
 
 
 def test_streams_piece_by_piece_quietly(tiny_gguf: Path, tiny_tokenizer, capfd):
