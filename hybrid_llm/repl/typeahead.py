@@ -16,6 +16,8 @@ Rules that keep this invisible to the user:
   way (tens of ms), and waits for the worker to leave; nothing is prepared until `resume()`.
 - A retrieval that changes the context re-prepares from the first token that differs; Ctrl-C
   at the prompt or a cleared line drops the preparation.
+- Work the user waits for comes first: preparation counts as foreground, so background
+  embedding yields to it.
 
 What costs time after Enter is whatever the last keys change in the prompt, so two things keep
 that to the request's own last tokens (measured by bench/typeahead_bench.py, which logs where the
@@ -26,8 +28,6 @@ prepared and the sent prompt part):
 - The excerpts keep the order of the prompt prepared before (`Coder.keep_excerpt_order`), also at
   Enter: code that is only re-ranked stays where it is in the KV cache, and code that joins goes
   after it. The same code reaches the model as for a pasted request, maybe in another order.
-- Work the user waits for comes first: preparation counts as foreground, so background
-  embedding yields to it.
 """
 
 from __future__ import annotations
