@@ -3,7 +3,6 @@ a failed load reports the user's fix, and switching models replaces the backend.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,8 @@ from hybrid_llm.llm.provider import BackendProvider
 def test_loading_happens_in_the_background(tiny_model_dir: Path):
     provider = BackendProvider(Config.model_validate({"model": {"path": str(tiny_model_dir)}}))
 
-    started = time.perf_counter()
     provider.start_loading()
-    assert time.perf_counter() - started < 0.05
-    assert not provider.ready
+    assert not provider.ready, "start_loading returned before the model was loaded"
 
     backend = provider.get(timeout=120)
     assert provider.ready
