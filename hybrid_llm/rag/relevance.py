@@ -35,7 +35,6 @@ from typing import Protocol
 
 from hybrid_llm.rag.chunk import RetrievedChunk
 from hybrid_llm.rag.keyword_store import query_terms
-from hybrid_llm.rag.retriever import query_identifiers
 
 # Logistic weights (similarity, log(1 + BM25 per query term), share of rare query terms,
 # intercept), fitted by `bench/relevance_bench.py --fit` for the default (code) embedder; each
@@ -62,6 +61,10 @@ class Evidence(Protocol):
 
 def request_relevance(request: str, evidence: Sequence[Evidence]) -> float:
     """The probability (0-1) that results with this evidence help with `request`."""
+    # Imported here: the retriever brings numpy, whose BLAS starts a thread at import, and the
+    # CLI imports this module before it enters the OS sandbox, which needs a single thread.
+    from hybrid_llm.rag.retriever import query_identifiers
+
     if not evidence:
         return 0.0
     if any(item.named for item in evidence) and query_identifiers(_DUNDER.sub(" ", request)):

@@ -139,3 +139,13 @@ def test_a_stray_sandbox_variable_does_not_pass_for_a_sandbox(
     for method in ("namespace", "seccomp"):
         monkeypatch.setenv(sandbox.SANDBOX_ENV, method)
         assert sandbox.active() is None
+
+
+def test_the_command_line_is_single_threaded_when_it_enters_the_sandbox() -> None:
+    """The CLI builds its parser (importing every command's module) before it enters the
+    sandbox, which a process with a second thread cannot do: a module that imports numpy at the
+    top (its BLAS starts a thread) silently left every REPL with layers 1-2 only."""
+    code = ("import os, hybrid_llm.cli as cli; cli.build_parser(); "
+            "print(len(os.listdir('/proc/self/task')))")
+    threads = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert threads.stdout.strip() == "1"
