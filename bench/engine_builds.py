@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hybrid_llm.config import REPO_ROOT  # noqa: E402
 from hybrid_llm.llm.engine_check import describe_exit  # noqa: E402
+from repl_driver import cpu_model, report  # noqa: E402
 
 MODEL = REPO_ROOT / "models" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 
@@ -51,13 +52,6 @@ info = llama_cpp.llama_print_system_info().decode(errors="replace")
 print(json.dumps({"prefill_tok_s": len(tokens) / (prefilled - start), "decode_tok_s": 32 / (end - decode_start),
                   "amx": "AMX_INT8 = 1" in info}))
 """
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.partition(":")[2].strip()
-    return platform.processor()
 
 
 def measure(python: str, threads: int, prompt_file: Path) -> dict:
@@ -102,9 +96,7 @@ def main() -> int:
             continue
         figures["prefill_ratio"] = round(figures["prefill_tok_s"] / ref["prefill_tok_s"], 2)
         figures["decode_ratio"] = round(figures["decode_tok_s"] / ref["decode_tok_s"], 2)
-    print(json.dumps(summary, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(summary, indent=2))
+    report(summary, args.json)
     return 0
 
 

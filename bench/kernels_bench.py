@@ -18,18 +18,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hybrid_llm.config import REPO_ROOT, Config  # noqa: E402
 from hybrid_llm.llm.llama_cpp_backend import BATCH_INVARIANT_SETTINGS, load_llama  # noqa: E402
 from hybrid_llm.llm.models import resolve_model_path  # noqa: E402
 from hybrid_llm.llm.speculative import batch_logit_difference, fill_batch  # noqa: E402
+from repl_driver import cpu_model, report  # noqa: E402
 
 KERNEL_SETTINGS = {
     "llama.cpp defaults": {"flash_attention": False, "repack_weights": True, "kv_cache": "f16"},
@@ -106,16 +107,6 @@ def combine(runs: list[dict]) -> dict:
     }
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -133,11 +124,9 @@ def main() -> int:
     for row in results.values():
         row["prefill_vs_defaults"] = round(row["prefill_tok_s"] / reference["prefill_tok_s"], 3)
         row["decode_vs_defaults"] = round(row["decode_tok_s"] / reference["decode_tok_s"], 3)
-    report = {"model": model.name, "cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": args.threads,
+    result = {"model": model.name, "cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": args.threads,
               "prompt_tokens": PROMPT_TOKENS, "rounds": args.rounds, "settings": KERNEL_SETTINGS, "results": results}
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+    report(result, args.json)
     return 0
 
 
