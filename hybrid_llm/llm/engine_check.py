@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from hybrid_llm.llm.speculative import MAX_VERIFY_BATCH
+from hybrid_llm.llm.speculative import MAX_VERIFY_BATCH, ChatPrompt, batch_logit_difference
 
 # About 120 prompt tokens and 16 answer tokens: a few seconds on a 2-core laptop, enough to
 # run every kernel a real request runs (prompt micro-batches, then single-token decoding).
@@ -40,8 +40,6 @@ SMOKE_PROMPT = (
     "dictionaries so that later files win, and returns render_pairs of the result."
 )
 SMOKE_DECODE_TOKENS = 16
-# Positions decoded alone and then in one batch: the largest batch speculative decoding verifies.
-BATCH_CHECK_TOKENS = MAX_VERIFY_BATCH
 SMOKE_TIMEOUT_S = 180.0
 
 SIGNAL_CAUSES = {
@@ -144,15 +142,14 @@ def measure(config) -> dict[str, float | str]:
 
 
 def batch_difference(backend) -> float | None:
-    """`speculative.batch_logit_difference` over the smoke prompt's last BATCH_CHECK_TOKENS
-    tokens, for a backend that runs llama.cpp in this process (None otherwise)."""
-    from hybrid_llm.llm.speculative import ChatPrompt, batch_logit_difference
-
+    """`speculative.batch_logit_difference` over the smoke prompt's last MAX_VERIFY_BATCH tokens
+    (the largest batch speculative decoding verifies), for a backend that runs llama.cpp in
+    this process (None otherwise)."""
     llama = getattr(backend, "_llama", None)
     if llama is None:
         return None
     tokens = ChatPrompt(llama).tokens([{"role": "user", "content": SMOKE_PROMPT}])
-    start = len(tokens) - BATCH_CHECK_TOKENS
+    start = len(tokens) - MAX_VERIFY_BATCH
     llama.reset()
     llama.eval(tokens[:start])
     return round(batch_logit_difference(llama, tokens[start:], start), 4)

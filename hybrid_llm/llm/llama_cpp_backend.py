@@ -57,7 +57,7 @@ PREFILL_UBATCH = 128
 # How llama.cpp computes, chosen so that a position decoded in a batch of up to
 # speculative.MAX_VERIFY_BATCH tokens gets exactly the logits it gets alone: speculative decoding verifies
 # drafts in batches and plain decoding goes one token at a time, so anything else lets a near-tie
-# flip the answer. With llama.cpp's defaults they differ by up to 0.55 here, because
+# flip the answer. With llama.cpp's defaults they differ by up to 0.70 here, because
 # - weight repacking ("extra buffer types") multiplies groups of 4 rows with its own summation order;
 # - without flash attention, attention products of 2+ rows go through llamafile's sgemm, one row
 #   through ggml's dot products;

@@ -468,7 +468,6 @@ class SpeculativeDecoder:
         self._lookup = next((d for d in self._drafters if isinstance(d, PromptLookup)), None)
         self._batch = llama_cpp.llama_batch_init(MAX_DRAFT_TOKENS + 1, 0, 1)
         self._decode = llama_cpp.llama_decode
-        self._decide_alone = False
 
     def warm(self, prompt: Sequence[int]) -> None:
         """Let a draft model process the prompt every request starts with, as the target does."""

@@ -27,13 +27,13 @@ _WORD = re.compile(r"[^\W_]+(?:_+[^\W_]+)*", re.UNICODE)
 # Case boundaries are ASCII-only; any other letter continues the current part.
 _PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[^\W\d_A-Z]+|[A-Z]+|\d+", re.UNICODE)
 
-# Question words that carry no signal but match almost every docstring.
 # A term in at most this many chunks is one the codebase barely uses (`rare_term_share`); it
 # only says so in a codebase of at least MIN_CHUNKS_FOR_RARITY chunks. Chosen with the
 # relevance gate's fit (bench/relevance_bench.py): 3 separated best among 0-10.
 RARE_CHUNKS = 3
 MIN_CHUNKS_FOR_RARITY = 100
 
+# Question words that carry no signal but match almost every docstring.
 _QUERY_STOP_WORDS = frozenset(
     "a an and are as at be by can do does for from how i in is it me my of on or should that the"
     " this to use what when where which who why will with you your".split()
