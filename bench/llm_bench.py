@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hybrid_llm.config import REPO_ROOT, Config  # noqa: E402
 from hybrid_llm.llm import speculative  # noqa: E402
-from hybrid_llm.llm.llama_cpp_backend import PREFILL_UBATCH, LlamaCppBackend, load_llama  # noqa: E402
+from hybrid_llm.llm.llama_cpp_backend import (BATCH_INVARIANT_SETTINGS, PATCHED_ENGINE_SETTINGS,  # noqa: E402
+                                              PREFILL_UBATCH, LlamaCppBackend, kernel_settings, load_llama)
 from hybrid_llm.llm.models import draft_model_path, resolve_model_path  # noqa: E402
 from hybrid_llm.llm.prompt import SYSTEM_PROMPT  # noqa: E402
 
@@ -207,10 +208,10 @@ class SpeculativeRig:
     only in drafting; each request starts with only the system prompt in both KV caches, as
     after `warm` in the REPL."""
 
-    def __init__(self, model: Path, draft: Path, threads: int) -> None:
-        self.target = load_llama(model, n_ctx=N_CTX, threads=threads)
+    def __init__(self, model: Path, draft: Path, threads: int, kernels: dict) -> None:
+        self.target = load_llama(model, n_ctx=N_CTX, threads=threads, kernels=kernels)
         self.rss_target_only_mb = round(psutil.Process().memory_info().rss / 2**20)
-        self.draft = load_llama(draft, n_ctx=N_CTX, threads=threads)
+        self.draft = load_llama(draft, n_ctx=N_CTX, threads=threads, kernels=kernels)
         self.chat = speculative.ChatPrompt(self.target)
         system = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": ""}]
         self.system_tokens = self.chat.tokens(system)
@@ -241,14 +242,19 @@ class SpeculativeRig:
                 "n_prompt": len(tokens)}
 
 
-def bench_speculative(model: Path, threads: int, kind: str, selected: slice) -> dict:
+KERNELS = {"installed": None, "any-engine": BATCH_INVARIANT_SETTINGS, "patched-engine": PATCHED_ENGINE_SETTINGS}
+
+
+def bench_speculative(model: Path, threads: int, kind: str, selected: slice, kernels: str) -> dict:
     """Per request: its prompt processed once (the first two: once per mode, for the time to
     first token), then each mode's answer from the cached prompt. `auto` is run only where it
-    drafts differently from a mode already run. One JSON line per request as it is measured."""
+    drafts differently from a mode already run. One JSON line per request as it is measured.
+    `kernels`: what the backend uses on this installation, or one setting for comparisons."""
     draft = draft_model_path()
     if draft is None:
         return {"error": "draft model missing: hybrid-llm models pull qwen2.5-coder-0.5b-instruct-q4_k_m"}
-    rig = SpeculativeRig(model, draft, threads)
+    settings = KERNELS[kernels] or kernel_settings()
+    rig = SpeculativeRig(model, draft, threads, settings)
     auto_drafters = speculative.drafter_names("auto", True)
     same_as_auto = {"off": (), "lookup": ("lookup",), "draft": ("draft",)}
     auto_alias = next((mode for mode, names in same_as_auto.items() if names == auto_drafters), None)
@@ -272,7 +278,7 @@ def bench_speculative(model: Path, threads: int, kind: str, selected: slice) -> 
         rows["auto"] = rows[auto_alias]
         ttft["auto"] = ttft[auto_alias]
     reference = rows["off"]
-    result = {"set": kind, "requests": len(requests), "max_tokens": SPECULATIVE_SETTINGS["max_tokens"],
+    result = {"set": kind, "kernels": settings, "requests": len(requests), "max_tokens": SPECULATIVE_SETTINGS["max_tokens"],
               "prompt_tokens_median": statistics.median(r["n_prompt"] for r in reference),
               "auto_is": speculative.describe_mode("auto", auto_drafters), "modes": {}}
     for mode, runs in rows.items():
@@ -370,6 +376,8 @@ def main() -> int:
     parser.add_argument("--only", choices=["overhead", "prefix", "speculative", "cancel", "ask"], action="append")
     parser.add_argument("--set", choices=["edit", "generic"], default="edit", help="requests for --only speculative")
     parser.add_argument("--requests", default="0:10", help="START:END of the set, to split a run")
+    parser.add_argument("--kernels", choices=list(KERNELS), default="installed",
+                        help="llama.cpp kernel settings for --only speculative (default: what the backend uses)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     model = resolve_model_path(Config())
@@ -384,7 +392,7 @@ def main() -> int:
         print(json.dumps(report["prefix_reuse"]), flush=True)
     if "speculative" in only:
         start, end = (int(x) for x in args.requests.split(":"))
-        report["speculative"] = bench_speculative(model, args.threads, args.set, slice(start, end))
+        report["speculative"] = bench_speculative(model, args.threads, args.set, slice(start, end), args.kernels)
         print(json.dumps(report["speculative"]), flush=True)
     if "cancel" in only:
         report["cancel"] = bench_cancel(model, args.threads, args.runs)

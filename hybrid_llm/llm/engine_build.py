@@ -14,6 +14,8 @@ pip reuses a cached wheel whatever `CMAKE_ARGS` says, so pip's cache is never us
 build goes to a wheel directory of our own whose name is a hash of everything that shaped it
 (version, flags, Python, and for native builds the CPU's flags), and what got installed is
 checked by reading `llama_print_system_info` in a child, not by the version number.
+Compiled builds carry our patch to llama.cpp's CPU kernels (hybrid_llm.llm.engine_patch), which makes
+its faster settings exact for speculative decoding; the smoke test measures whether they are.
 The outcome is recorded next to the interpreter (`engine.json`) for `doctor`.
 """
 
@@ -27,12 +29,15 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hybrid_llm.llm.engine_check import SmokeResult, run_smoke_test
 from hybrid_llm.llm.engine_info import built_features, installed_system_info
+from hybrid_llm.llm.engine_patch import PatchError, patch_fingerprint, patch_source_tree
 
 LLAMA_CPP_VERSION = "0.3.36"
 XLLAMACPP_VERSION = "2026.10.11549"
@@ -65,6 +70,9 @@ class EngineRecord:
     reason: str
     system_info: str = ""
     smoke: dict = field(default_factory=dict)
+    # The wheel directory of a compiled build (its name hashes version, flags and our patch):
+    # an engine compiled from other sources or flags is rebuilt, not kept.
+    wheel: str = ""
 
 
 def cpu_flags() -> set[str]:
@@ -133,21 +141,25 @@ def wheel_dir(build: EngineBuild) -> Path:
     with other flags, and a native wheel is never reused on a CPU with other features."""
     from platformdirs import user_cache_dir
 
-    key_parts = [LLAMA_CPP_VERSION, build.flavor, *build.cmake_args, sys.version.split()[0], platform.machine()]
+    key_parts = [LLAMA_CPP_VERSION, build.flavor, *build.cmake_args, sys.version.split()[0], platform.machine(),
+                 patch_fingerprint()]
     if build.flavor == "native":
         key_parts += sorted(cpu_flags())
     key = hashlib.sha256("\n".join(key_parts).encode()).hexdigest()[:16]
     return Path(user_cache_dir("hybrid-llm")) / "engine-wheels" / f"{build.flavor}-{key}"
 
 
-def _pip(*args: str, env: dict[str, str] | None = None) -> None:
+def _pip(*args: str, extra_env: dict[str, str] | None = None) -> None:
     """pip, allowed onto the network: installing the engine is an explicit request (like
-    `models pull`), and pip fetches the source and the binding's dependencies from the index."""
+    `models pull`), and pip fetches the source and the binding's dependencies from the index.
+    The child's environment is taken inside `allow_network`, which exports the online level:
+    one taken before would carry the offline guard into pip, which then may not start its
+    build backend."""
     from hybrid_llm.net import guard
 
     command = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *args]
     with guard.allow_network("engine install"):
-        subprocess.run(command, check=True, env=env)
+        subprocess.run(command, check=True, env={**os.environ, **(extra_env or {})})
 
 
 def build_wheel(build: EngineBuild, log) -> Path:
@@ -159,14 +171,32 @@ def build_wheel(build: EngineBuild, log) -> Path:
         return wheels[-1]
     log(f"    compiling llama-cpp-python {LLAMA_CPP_VERSION} ({build.description}; "
         "6-7 min on 2 cores)")
-    env = {**os.environ, "CMAKE_ARGS": shlex.join([*build.cmake_args, *COMMON_CMAKE_ARGS]),
+    env = {"CMAKE_ARGS": shlex.join([*build.cmake_args, *COMMON_CMAKE_ARGS]),
            "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)}
     staging = directory.with_name(directory.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    _pip("wheel", "--no-deps", "--no-cache-dir", "--wheel-dir", str(staging),
-         f"llama-cpp-python=={LLAMA_CPP_VERSION}", env=env)
+    with tempfile.TemporaryDirectory(prefix="hybrid-llm-engine-") as workdir:
+        source = patched_source(Path(workdir), log)
+        _pip("wheel", "--no-deps", "--no-cache-dir", "--wheel-dir", str(staging), source, extra_env=env)
     staging.rename(directory)
     return sorted(directory.glob("llama_cpp_python-*.whl"))[-1]
+
+
+def patched_source(workdir: Path, log) -> str:
+    """The binding's sdist unpacked under `workdir` with engine_patch applied; where the source is
+    not the one the patch was written for, the plain source (batches then stay unrepacked)."""
+    _pip("download", "--no-deps", "--no-binary", ":all:", "--no-cache-dir", "--dest", str(workdir),
+         f"llama-cpp-python=={LLAMA_CPP_VERSION}")
+    archive = next(workdir.glob("llama_cpp_python-*.tar.gz"))
+    with tarfile.open(archive) as tar:
+        # the "data" filter (no links out, no device files) exists from Python 3.11.4 on
+        tar.extractall(workdir, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    root = workdir / f"llama_cpp_python-{LLAMA_CPP_VERSION}"
+    try:
+        patch_source_tree(root)
+    except PatchError as exc:
+        log(f"    (compiling without our batch-exactness patch: {exc})")
+    return str(root)
 
 
 def install(build: EngineBuild, log) -> None:
@@ -195,7 +225,7 @@ def verify(build: EngineBuild, model_present: bool) -> tuple[bool, str, str, Smo
             return False, "the installed library still contains the AMX kernels", info, None
     if not model_present:
         return True, "", info, None
-    smoke = run_smoke_test()
+    smoke = run_smoke_test(check_batches=True)
     return smoke.ok, smoke.cause, info, smoke
 
 
@@ -229,6 +259,8 @@ def _still_verified(model_present: bool, log) -> EngineRecord | None:
         return None
     build = next((b for b in candidate_builds() if b.flavor == record.flavor), None)
     if build is None:
+        return None
+    if build.compiled and record.wheel != wheel_dir(build).name:
         return None
     ok, _why, info, smoke = verify(build, model_present)
     if not ok or (build.compiled and info != record.system_info):
@@ -265,7 +297,7 @@ def ensure_engine(first: str = "native", log=print) -> EngineRecord:
             continue
         reason = "; ".join(failures) if failures else "the first choice passed the smoke test"
         record = EngineRecord(build.flavor, build.description, reason, info,
-                              asdict(smoke) if smoke else {})
+                              asdict(smoke) if smoke else {}, wheel_dir(build).name if build.compiled else "")
         record_path().write_text(json.dumps(asdict(record), indent=2))
         log(f"    ✔ {build.description} passed the smoke test"
             + (f": {smoke.line()}" if smoke else "") + f" ({time.monotonic() - started:.0f} s)")

@@ -40,6 +40,9 @@ SMOKE_PROMPT = (
     "dictionaries so that later files win, and returns render_pairs of the result."
 )
 SMOKE_DECODE_TOKENS = 16
+# The batch check runs behind 512+ cached tokens, where llama.cpp's flash attention would split a
+# single row's keys among threads (unless our patch is in): the smoke prompt, five times.
+BATCH_CHECK_PROMPT = "\n\n".join([SMOKE_PROMPT] * 5)
 SMOKE_TIMEOUT_S = 180.0
 
 SIGNAL_CAUSES = {
@@ -62,16 +65,22 @@ class SmokeResult:
     prefill_tok_s: float = 0.0
     decode_tok_s: float = 0.0
     backend: str = ""
-    # Largest logit difference between positions decoded alone and in one batch (None: not
-    # measured, e.g. xllamacpp); speculative decoding keeps answers unchanged only at 0.
+    # Largest logit difference between positions decoded alone and in one batch, with
+    # BATCH_INVARIANT_SETTINGS and with PATCHED_ENGINE_SETTINGS (None: not measured, e.g. xllamacpp,
+    # or a check that leaves it to the install); speculative decoding keeps answers unchanged only
+    # at 0, and models load with the patched engine's settings only where the second is 0.
     batch_logit_difference: float | None = None
+    patched_batch_logit_difference: float | None = None
 
     def line(self) -> str:
         if not self.ok:
             return f"engine smoke test failed: {self.cause}"
         line = (f"prefill {self.prefill_tok_s:.0f} tok/s, decode {self.decode_tok_s:.1f} tok/s "
                 f"(load {self.load_s:.1f} s, {self.backend})")
-        if self.batch_logit_difference == 0:
+        if self.patched_batch_logit_difference == 0:
+            line += ("; batch logits identical to one-token logits with repacked weights and an F16 cache "
+                     "(speculative decoding is exact)")
+        elif self.batch_logit_difference == 0:
             line += "; batch logits identical to one-token logits (speculative decoding is exact)"
         elif self.batch_logit_difference is not None:
             line += (f"; batch logits differ from one-token logits by up to {self.batch_logit_difference:.2g}"
@@ -93,9 +102,10 @@ def describe_exit(returncode: int, stderr: str) -> str:
     return f"the engine process exited with status {returncode}: {last.removeprefix('error: ')}"
 
 
-def run_smoke_test(timeout: float = SMOKE_TIMEOUT_S) -> SmokeResult:
-    """Run the child and interpret how it ended; never raises for a crash or a hang."""
-    command = [sys.executable, "-m", "hybrid_llm.llm.engine_check"]
+def run_smoke_test(timeout: float = SMOKE_TIMEOUT_S, *, check_batches: bool = False) -> SmokeResult:
+    """Run the child and interpret how it ended; never raises for a crash or a hang.
+    `check_batches` (the install) also measures batch vs one-token logits, ~15 s more."""
+    command = [sys.executable, "-m", "hybrid_llm.llm.engine_check", *(["--batches"] if check_batches else [])]
     try:
         child = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                                stdin=subprocess.DEVNULL)
@@ -110,7 +120,7 @@ def run_smoke_test(timeout: float = SMOKE_TIMEOUT_S) -> SmokeResult:
     return SmokeResult(True, **measured)
 
 
-def measure(config) -> dict[str, float | str]:
+def measure(config, check_batches: bool) -> dict[str, float | str]:
     """Load the configured model with the installed engine and time prefill and decoding."""
     from hybrid_llm.llm.base import create_backend
 
@@ -129,7 +139,7 @@ def measure(config) -> dict[str, float | str]:
         raise RuntimeError("the model produced no token")
     prompt_tokens = backend.count_tokens(SMOKE_PROMPT)
     answer_tokens = backend.count_tokens("".join(pieces))
-    difference = batch_difference(backend)
+    in_process = hasattr(backend, "_llama")  # llama-cpp-python, not an xllamacpp server
     backend.close()
     return {
         "load_s": round(loaded - started, 2),
@@ -137,29 +147,37 @@ def measure(config) -> dict[str, float | str]:
         # The first token closes the prefill; the rest are pure decoding.
         "decode_tok_s": round(max(answer_tokens - 1, 1) / max(end - first, 1e-6), 1),
         "backend": backend.name,
-        "batch_logit_difference": difference,
+        **(batch_differences(config) if in_process and check_batches else {}),
     }
 
 
-def batch_difference(backend) -> float | None:
-    """`speculative.batch_logit_difference` over the smoke prompt's last MAX_VERIFY_BATCH tokens
-    (the largest batch speculative decoding verifies), for a backend that runs llama.cpp in
-    this process (None otherwise)."""
-    llama = getattr(backend, "_llama", None)
-    if llama is None:
-        return None
-    tokens = ChatPrompt(llama).tokens([{"role": "user", "content": SMOKE_PROMPT}])
-    start = len(tokens) - MAX_VERIFY_BATCH
-    llama.reset()
-    llama.eval(tokens[:start])
-    return round(batch_logit_difference(llama, tokens[start:], start), 4)
+def batch_differences(config) -> dict[str, float]:
+    """`speculative.batch_logit_difference` over the last MAX_VERIFY_BATCH tokens of a 600+-token
+    prompt (the largest batch speculative decoding verifies), with each setting that can be exact."""
+    from hybrid_llm.llm.llama_cpp_backend import (BATCH_INVARIANT_SETTINGS, PATCHED_ENGINE_SETTINGS, load_llama,
+                                                  physical_cores)
+    from hybrid_llm.llm.models import resolve_model_path
+
+    measured = {}
+    for name, kernels in (("batch_logit_difference", BATCH_INVARIANT_SETTINGS),
+                          ("patched_batch_logit_difference", PATCHED_ENGINE_SETTINGS)):
+        llama = load_llama(resolve_model_path(config), n_ctx=config.model.n_ctx,
+                           threads=config.model.threads or physical_cores(), kernels=kernels)
+        try:
+            tokens = ChatPrompt(llama).tokens([{"role": "user", "content": BATCH_CHECK_PROMPT}])
+            start = len(tokens) - MAX_VERIFY_BATCH
+            llama.eval(tokens[:start])
+            measured[name] = round(batch_logit_difference(llama, tokens[start:], start), 4)
+        finally:
+            llama.close()
+    return measured
 
 
 def _child_main() -> int:
     from hybrid_llm.config import load_config
 
     try:
-        print(json.dumps(measure(load_config())))
+        print(json.dumps(measure(load_config(), check_batches="--batches" in sys.argv[1:])))
     except Exception as exc:  # noqa: BLE001 - the parent reports it in one line
         print(f"error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from hybrid_llm.errors import UserError
 
@@ -27,6 +28,9 @@ def engine_verdict() -> tuple[bool, str]:
     if entry.name != "llama_cpp":
         return True, f"{engine}{built}; not used (model.backend is {entry.name})"
     smoke = run_smoke_test()
+    if record and smoke.ok:  # the batch check is the install's (it takes ~15 s): its verdict
+        smoke = replace(smoke, batch_logit_difference=record.smoke.get("batch_logit_difference"),
+                        patched_batch_logit_difference=record.smoke.get("patched_batch_logit_difference"))
     return smoke.ok, f"{engine}{built}; {smoke.line()}"
 
 

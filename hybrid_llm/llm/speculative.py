@@ -13,9 +13,10 @@ Exactness: the target is sampled at each verified position, in order, with the s
 first sample that differs is the next token. At temperature 0 each token is the greedy choice
 given the tokens before it; at temperature > 0 a sample of the model's own distribution (the
 drafts here are deterministic). This holds only because a position decoded in a batch gets
-exactly the logits it gets alone, which llama.cpp's defaults do not give (weight repacking sums
-in another order for groups of 4 rows; attention without flash attention differs too): the
-backend loads models with BATCH_INVARIANT_SETTINGS, and `batch_logit_difference` checks it.
+exactly the logits it gets alone, which llama.cpp's defaults do not give (weight repacking rounds
+otherwise for groups of 4 rows, attention splits one row's keys among threads, unless our engine
+patch is in; attention without flash attention differs too): the backend loads models with
+llama_cpp_backend.kernel_settings(), and `batch_logit_difference` checks them.
 
 Drafts come from prompt lookup (the continuation of the longest recent n-gram of the prompt
 and the answer so far: free) and from a small draft model of the same tokenizer family. How
@@ -222,13 +223,15 @@ def drafter_names(mode: str, draft_model_present: bool) -> tuple[str, ...]:
 
 def batch_is_exact() -> bool:
     """False where the install's smoke test measured batch logits that differ from one-token
-    logits (another llama.cpp build or CPU than the settings were made for): `auto` then does
-    not draft, since it could change answers. No measurement on record counts as exact."""
+    logits with both kernel settings (another llama.cpp build or CPU than they were made for):
+    `auto` then does not draft, since it could change answers. No measurement counts as exact."""
     from hybrid_llm.llm.engine_build import read_record
 
     record = read_record()
-    difference = record.smoke.get("batch_logit_difference") if record else None
-    return not difference
+    if record is None:
+        return True
+    smoke = record.smoke
+    return smoke.get("patched_batch_logit_difference") == 0 or not smoke.get("batch_logit_difference")
 
 
 def make_drafters(names: Sequence[str], draft_llama=None) -> list:

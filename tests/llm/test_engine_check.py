@@ -130,6 +130,18 @@ def test_installed_library_is_the_verified_build_without_amx() -> None:
 
 
 @pytest.mark.slow
+def test_the_install_compiled_our_patch_in_and_measured_it_exact() -> None:
+    """On x86 with AVX2 a compiled engine carries engine_patch, and the install's batch check
+    found its faster settings exact: that is what lets speculative decoding use them."""
+    record = read_record()
+    assert record is not None, "run ./install.sh: it records the engine it verified"
+    if record.flavor == "prebuilt" or "AVX2 = 1" not in record.system_info:
+        pytest.skip("the patch is for llama.cpp's AVX2 kernels, compiled by the install")
+    assert record.wheel == wheel_dir(next(b for b in candidate_builds() if b.flavor == record.flavor)).name
+    assert record.smoke.get("patched_batch_logit_difference") == 0, record.smoke
+
+
+@pytest.mark.slow
 def test_real_engine_passes_the_smoke_test_with_its_speed(default_model_file: Path) -> None:
     result = run_smoke_test()
     assert result.ok, result.cause

@@ -11,7 +11,8 @@ import pytest
 
 from hybrid_llm.config import Config
 from hybrid_llm.llm.base import choose_backend, create_backend
-from hybrid_llm.llm.llama_cpp_backend import LlamaCppBackend, physical_cores, runs_batch_invariant
+from hybrid_llm.llm.llama_cpp_backend import (BATCH_INVARIANT_SETTINGS, LlamaCppBackend, physical_cores,
+                                              runs_batch_invariant)
 from hybrid_llm.llm.prompt import SYSTEM_PROMPT
 from hybrid_llm.llm.speculative import ChatPrompt, common_prefix_length
 
@@ -30,9 +31,10 @@ def test_auto_picks_llama_cpp_for_a_gguf_file(tiny_gguf: Path):
 
 def test_a_model_too_small_for_the_q8_cache_loads_and_auto_does_not_draft(tiny_gguf: Path):
     """The tiny model's 16-dimension heads cannot use the Q8_0 KV cache that makes batch logits
-    exact: it still loads (F16 cache), and `auto` leaves its answers to plain decoding."""
-    backend = LlamaCppBackend(tiny_gguf, n_ctx=512, threads=1, speculative="auto")
-    assert not runs_batch_invariant(backend._llama)
+    exact on an engine without our patch: it still loads (F16 cache), and `auto` leaves its
+    answers to plain decoding."""
+    backend = LlamaCppBackend(tiny_gguf, n_ctx=512, threads=1, speculative="auto", kernels=BATCH_INVARIANT_SETTINGS)
+    assert not runs_batch_invariant(backend._llama, BATCH_INVARIANT_SETTINGS)
     assert backend.speculative == "auto (off)"
     assert list(backend.stream([{"role": "user", "content": "def add(a, b):"}], max_tokens=4, **GREEDY))
     backend.close()

@@ -14,7 +14,8 @@ import pytest
 
 from hybrid_llm.config import REPO_ROOT
 from hybrid_llm.llm import speculative
-from hybrid_llm.llm.llama_cpp_backend import LlamaCppBackend, load_llama
+from hybrid_llm.llm.llama_cpp_backend import (BATCH_INVARIANT_SETTINGS, PATCHED_ENGINE_SETTINGS, LlamaCppBackend,
+                                              kernel_settings, load_llama)
 from hybrid_llm.llm.models import draft_model_path
 from hybrid_llm.llm.prompt import SYSTEM_PROMPT
 from hybrid_llm.llm.speculative import PromptLookup, Sampling, SpeculativeDecoder
@@ -57,10 +58,17 @@ def test_auto_does_not_draft_where_the_smoke_test_found_batch_logits_differ(tmp_
     record = tmp_path / "engine.json"
     monkeypatch.setattr(engine_build, "record_path", lambda: record)
     measured = engine_build.EngineRecord("native", "compiled for this CPU", "first choice")
-    for difference, drafters in ((0.0, speculative.AUTO_DRAFTERS), (0.31, ())):
-        measured.smoke = {"ok": True, "batch_logit_difference": difference}
+    cases = [  # (any engine's settings, the patched engine's): auto's drafters, the kernels models load with
+        ((0.0, 0.66), speculative.AUTO_DRAFTERS, BATCH_INVARIANT_SETTINGS),  # an engine without our patch
+        ((0.0, 0.0), speculative.AUTO_DRAFTERS, PATCHED_ENGINE_SETTINGS),  # ours: the faster exact settings
+        ((0.31, 0.0), speculative.AUTO_DRAFTERS, PATCHED_ENGINE_SETTINGS),
+        ((0.31, 0.66), (), BATCH_INVARIANT_SETTINGS),  # another CPU or build: auto must not draft
+    ]
+    for (plain, patched), drafters, kernels in cases:
+        measured.smoke = {"ok": True, "batch_logit_difference": plain, "patched_batch_logit_difference": patched}
         record.write_text(json.dumps(asdict(measured)))
-        assert speculative.drafter_names("auto", True) == drafters, difference
+        assert speculative.drafter_names("auto", True) == drafters, (plain, patched)
+        assert kernel_settings() == kernels, (plain, patched)
     assert speculative.drafter_names("lookup", True) == ("lookup",), "an explicit mode is the user's choice"
 
 
