@@ -253,7 +253,7 @@ def bench_speculative(model: Path, threads: int, kind: str, selected: slice, ker
     draft = draft_model_path()
     if draft is None:
         return {"error": "draft model missing: hybrid-llm models pull qwen2.5-coder-0.5b-instruct-q4_k_m"}
-    settings = KERNELS[kernels] or kernel_settings()
+    settings = KERNELS[kernels] or kernel_settings(model)
     rig = SpeculativeRig(model, draft, threads, settings)
     auto_drafters = speculative.drafter_names("auto", True)
     same_as_auto = {"off": (), "lookup": ("lookup",), "draft": ("draft",)}

@@ -71,6 +71,7 @@ class SmokeResult:
     # at 0, and models load with the patched engine's settings only where the second is 0.
     batch_logit_difference: float | None = None
     patched_batch_logit_difference: float | None = None
+    batch_check_model: str = ""  # the model file both were measured on
 
     def line(self) -> str:
         if not self.ok:
@@ -151,17 +152,18 @@ def measure(config, check_batches: bool) -> dict[str, float | str]:
     }
 
 
-def batch_differences(config) -> dict[str, float]:
+def batch_differences(config) -> dict[str, float | str]:
     """`speculative.batch_logit_difference` over the last MAX_VERIFY_BATCH tokens of a 600+-token
     prompt (the largest batch speculative decoding verifies), with each setting that can be exact."""
     from hybrid_llm.llm.llama_cpp_backend import (BATCH_INVARIANT_SETTINGS, PATCHED_ENGINE_SETTINGS, load_llama,
                                                   physical_cores)
     from hybrid_llm.llm.models import resolve_model_path
 
-    measured = {}
+    model = resolve_model_path(config)
+    measured: dict[str, float | str] = {"batch_check_model": model.name}
     for name, kernels in (("batch_logit_difference", BATCH_INVARIANT_SETTINGS),
                           ("patched_batch_logit_difference", PATCHED_ENGINE_SETTINGS)):
-        llama = load_llama(resolve_model_path(config), n_ctx=config.model.n_ctx,
+        llama = load_llama(model, n_ctx=config.model.n_ctx,
                            threads=config.model.threads or physical_cores(), kernels=kernels)
         try:
             tokens = ChatPrompt(llama).tokens([{"role": "user", "content": BATCH_CHECK_PROMPT}])

@@ -30,7 +30,8 @@ def engine_verdict() -> tuple[bool, str]:
     smoke = run_smoke_test()
     if record and smoke.ok:  # the batch check is the install's (it takes ~15 s): its verdict
         smoke = replace(smoke, batch_logit_difference=record.smoke.get("batch_logit_difference"),
-                        patched_batch_logit_difference=record.smoke.get("patched_batch_logit_difference"))
+                        patched_batch_logit_difference=record.smoke.get("patched_batch_logit_difference"),
+                        batch_check_model=record.smoke.get("batch_check_model", ""))
     return smoke.ok, f"{engine}{built}; {smoke.line()}"
 
 

@@ -112,7 +112,7 @@ class LlamaCppBackend:
         import llama_cpp
 
         threads = threads or physical_cores()
-        kernels = kernels or kernel_settings()
+        kernels = kernels or kernel_settings(model_path)
         settings = {"n_ctx": n_ctx, "threads": threads, "ubatch": prefill_ubatch, "kernels": kernels}
         self._prefill_slice = min(prefill_ubatch, PREFILL_SLICE)
         self._llama = load_llama(model_path, lora_path=lora_path, **settings)
@@ -124,7 +124,7 @@ class LlamaCppBackend:
         self.threads = threads
         self._cancelled = _AbortFlag(llama_cpp.ggml_abort_callback)
         names = drafter_names(speculative, draft_model_path is not None)
-        if speculative == "auto" and not runs_batch_invariant(self._llama, kernels):
+        if speculative == "auto" and not (settings_exact(kernels) and runs_batch_invariant(self._llama, kernels)):
             names = ()  # drafting could change this model's answers
         if "draft" in names and draft_model_path is None:
             raise UserError("generation.speculative is 'draft' but the draft model is missing: "
@@ -251,14 +251,30 @@ def _load(path: Path, n_ctx: int, threads: int, ubatch: int, lora_path: Path | N
         )
 
 
-def kernel_settings() -> dict:
-    """PATCHED_ENGINE_SETTINGS where the install's smoke test measured them exact (our patched
-    engine on x86), BATCH_INVARIANT_SETTINGS elsewhere (other builds and CPUs, no measurement)."""
+def kernel_settings(model_path: Path) -> dict:
+    """PATCHED_ENGINE_SETTINGS for the model the install's batch check measured them exact on (our
+    patched engine on x86; the patch covers the kernels of that model's quantization types),
+    BATCH_INVARIANT_SETTINGS for every other model, engine and CPU."""
+    smoke = _recorded_batch_check()
+    patched_exact = smoke.get("patched_batch_logit_difference") == 0
+    return PATCHED_ENGINE_SETTINGS if patched_exact and smoke.get("batch_check_model") == model_path.name \
+        else BATCH_INVARIANT_SETTINGS
+
+
+def settings_exact(kernels: dict) -> bool:
+    """Whether the install's batch check found `kernels` exact; no check on record counts as exact
+    for BATCH_INVARIANT_SETTINGS (any llama.cpp build we know of), never for the patched ones."""
+    smoke = _recorded_batch_check()
+    if kernels == PATCHED_ENGINE_SETTINGS:
+        return smoke.get("patched_batch_logit_difference") == 0
+    return not smoke.get("batch_logit_difference")
+
+
+def _recorded_batch_check() -> dict:
     from hybrid_llm.llm.engine_build import read_record
 
     record = read_record()
-    patched_exact = record is not None and record.smoke.get("patched_batch_logit_difference") == 0
-    return PATCHED_ENGINE_SETTINGS if patched_exact else BATCH_INVARIANT_SETTINGS
+    return record.smoke if record else {}
 
 
 def runs_batch_invariant(llama, wanted: dict) -> bool:
@@ -379,7 +395,7 @@ def create_llama_cpp_backend(config: Config, model_path: Path | None) -> LlamaCp
     adapter = configured_adapter(config)
     if binding == "llama_cpp":
         mode = config.generation.speculative
-        kernels = kernel_settings()
+        kernels = kernel_settings(model_path)
         return LlamaCppBackend(
             model_path,
             n_ctx=config.model.n_ctx,

@@ -30,10 +30,11 @@ def test_auto_picks_llama_cpp_for_a_gguf_file(tiny_gguf: Path):
 
 
 def test_a_model_too_small_for_the_q8_cache_loads_and_auto_does_not_draft(tiny_gguf: Path):
-    """The tiny model's 16-dimension heads cannot use the Q8_0 KV cache that makes batch logits
-    exact on an engine without our patch: it still loads (F16 cache), and `auto` leaves its
-    answers to plain decoding."""
-    backend = LlamaCppBackend(tiny_gguf, n_ctx=512, threads=1, speculative="auto", kernels=BATCH_INVARIANT_SETTINGS)
+    """A model the install's batch check did not measure loads with the settings any engine is
+    exact with (no repacking, Q8_0 KV cache); the tiny model's 16-dimension heads cannot use a
+    Q8_0 cache: it still loads (F16 cache), and `auto` leaves its answers to plain decoding."""
+    backend = LlamaCppBackend(tiny_gguf, n_ctx=512, threads=1, speculative="auto")
+    assert not backend._llama.model_params.use_extra_bufts
     assert not runs_batch_invariant(backend._llama, BATCH_INVARIANT_SETTINGS)
     assert backend.speculative == "auto (off)"
     assert list(backend.stream([{"role": "user", "content": "def add(a, b):"}], max_tokens=4, **GREEDY))

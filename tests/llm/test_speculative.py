@@ -15,7 +15,7 @@ import pytest
 from hybrid_llm.config import REPO_ROOT
 from hybrid_llm.llm import speculative
 from hybrid_llm.llm.llama_cpp_backend import (BATCH_INVARIANT_SETTINGS, PATCHED_ENGINE_SETTINGS, LlamaCppBackend,
-                                              kernel_settings, load_llama)
+                                              kernel_settings, load_llama, settings_exact)
 from hybrid_llm.llm.models import draft_model_path
 from hybrid_llm.llm.prompt import SYSTEM_PROMPT
 from hybrid_llm.llm.speculative import PromptLookup, Sampling, SpeculativeDecoder
@@ -58,6 +58,7 @@ def test_auto_does_not_draft_where_the_smoke_test_found_batch_logits_differ(tmp_
     record = tmp_path / "engine.json"
     monkeypatch.setattr(engine_build, "record_path", lambda: record)
     measured = engine_build.EngineRecord("native", "compiled for this CPU", "first choice")
+    measured_model, other_model = Path("models/measured.gguf"), Path("models/other.gguf")
     cases = [  # (any engine's settings, the patched engine's): auto's drafters, the kernels models load with
         ((0.0, 0.66), speculative.AUTO_DRAFTERS, BATCH_INVARIANT_SETTINGS),  # an engine without our patch
         ((0.0, 0.0), speculative.AUTO_DRAFTERS, PATCHED_ENGINE_SETTINGS),  # ours: the faster exact settings
@@ -65,10 +66,14 @@ def test_auto_does_not_draft_where_the_smoke_test_found_batch_logits_differ(tmp_
         ((0.31, 0.66), (), BATCH_INVARIANT_SETTINGS),  # another CPU or build: auto must not draft
     ]
     for (plain, patched), drafters, kernels in cases:
-        measured.smoke = {"ok": True, "batch_logit_difference": plain, "patched_batch_logit_difference": patched}
+        measured.smoke = {"ok": True, "batch_logit_difference": plain, "patched_batch_logit_difference": patched,
+                          "batch_check_model": measured_model.name}
         record.write_text(json.dumps(asdict(measured)))
         assert speculative.drafter_names("auto", True) == drafters, (plain, patched)
-        assert kernel_settings() == kernels, (plain, patched)
+        assert kernel_settings(measured_model) == kernels, (plain, patched)
+        assert settings_exact(kernels) == bool(drafters), (plain, patched)
+        # the patch covers the kernels of the measured model's quantization types, not every model's
+        assert kernel_settings(other_model) == BATCH_INVARIANT_SETTINGS
     assert speculative.drafter_names("lookup", True) == ("lookup",), "an explicit mode is the user's choice"
 
 
