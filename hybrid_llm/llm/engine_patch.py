@@ -87,7 +87,7 @@ def apply_edit(source: str, edit: SourceEdit) -> str:
     if start < 0:
         raise PatchError(f"{edit.path}: {edit.anchor.rstrip('(')} not found")
     end = source.find("\n}\n", start)  # ggml closes a function at column 0
-    at = source.find(edit.old, start, len(source) if end < 0 else end)
+    at = source.find(edit.old, start, len(source) if end < 0 else end + len("\n}\n"))
     if at < 0:
         raise PatchError(f"{edit.path}: the code to change in {edit.anchor.rstrip('(')} is not there")
     return source[:at] + edit.new + source[at + len(edit.old):]
