@@ -208,7 +208,8 @@ class SpeculativeRig:
     only in drafting; each request starts with only the system prompt in both KV caches, as
     after `warm` in the REPL."""
 
-    def __init__(self, model: Path, draft: Path, threads: int, kernels: dict) -> None:
+    def __init__(self, model: Path, draft: Path, threads: int, kernels: dict, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
         self.target = load_llama(model, n_ctx=N_CTX, threads=threads, kernels=kernels)
         self.rss_target_only_mb = round(psutil.Process().memory_info().rss / 2**20)
         self.draft = load_llama(draft, n_ctx=N_CTX, threads=threads, kernels=kernels)
@@ -234,7 +235,7 @@ class SpeculativeRig:
             self.draft.n_tokens = len(self.system_tokens)
         else:
             self.forget_request()
-        pieces = decoder.generate(tokens, max_tokens=SPECULATIVE_SETTINGS["max_tokens"],
+        pieces = decoder.generate(tokens, max_tokens=self.max_tokens,
                                   sampling=speculative.Sampling(0.0, 1.0, 1))
         timed = timed_stream(pieces, lambda text: 0)
         stats = speculative.last_stats()
@@ -245,7 +246,8 @@ class SpeculativeRig:
 KERNELS = {"installed": None, "any-engine": BATCH_INVARIANT_SETTINGS, "patched-engine": PATCHED_ENGINE_SETTINGS}
 
 
-def bench_speculative(model: Path, threads: int, kind: str, selected: slice, kernels: str) -> dict:
+def bench_speculative(model: Path, threads: int, kind: str, selected: slice, kernels: str,
+                      max_tokens: int = SPECULATIVE_SETTINGS["max_tokens"]) -> dict:
     """Per request: its prompt processed once (the first two: once per mode, for the time to
     first token), then each mode's answer from the cached prompt. `auto` is run only where it
     drafts differently from a mode already run. One JSON line per request as it is measured.
@@ -254,7 +256,7 @@ def bench_speculative(model: Path, threads: int, kind: str, selected: slice, ker
     if draft is None:
         return {"error": "draft model missing: hybrid-llm models pull qwen2.5-coder-0.5b-instruct-q4_k_m"}
     settings = KERNELS[kernels] or kernel_settings(model)
-    rig = SpeculativeRig(model, draft, threads, settings)
+    rig = SpeculativeRig(model, draft, threads, settings, max_tokens)
     auto_drafters = speculative.drafter_names("auto", True)
     same_as_auto = {"off": (), "lookup": ("lookup",), "draft": ("draft",)}
     auto_alias = next((mode for mode, names in same_as_auto.items() if names == auto_drafters), None)
@@ -278,7 +280,7 @@ def bench_speculative(model: Path, threads: int, kind: str, selected: slice, ker
         rows["auto"] = rows[auto_alias]
         ttft["auto"] = ttft[auto_alias]
     reference = rows["off"]
-    result = {"set": kind, "kernels": settings, "requests": len(requests), "max_tokens": SPECULATIVE_SETTINGS["max_tokens"],
+    result = {"set": kind, "kernels": settings, "requests": len(requests), "max_tokens": max_tokens,
               "prompt_tokens_median": statistics.median(r["n_prompt"] for r in reference),
               "auto_is": speculative.describe_mode("auto", auto_drafters), "modes": {}}
     for mode, runs in rows.items():
@@ -376,6 +378,8 @@ def main() -> int:
     parser.add_argument("--only", choices=["overhead", "prefix", "speculative", "cancel", "ask"], action="append")
     parser.add_argument("--set", choices=["edit", "generic"], default="edit", help="requests for --only speculative")
     parser.add_argument("--requests", default="0:10", help="START:END of the set, to split a run")
+    parser.add_argument("--max-tokens", type=int, default=SPECULATIVE_SETTINGS["max_tokens"],
+                        help="answer length for --only speculative (64: the first lines of each answer)")
     parser.add_argument("--kernels", choices=list(KERNELS), default="installed",
                         help="llama.cpp kernel settings for --only speculative (default: what the backend uses)")
     parser.add_argument("--json", type=Path)
@@ -392,7 +396,8 @@ def main() -> int:
         print(json.dumps(report["prefix_reuse"]), flush=True)
     if "speculative" in only:
         start, end = (int(x) for x in args.requests.split(":"))
-        report["speculative"] = bench_speculative(model, args.threads, args.set, slice(start, end), args.kernels)
+        report["speculative"] = bench_speculative(model, args.threads, args.set, slice(start, end), args.kernels,
+                                                 args.max_tokens)
         print(json.dumps(report["speculative"]), flush=True)
     if "cancel" in only:
         report["cancel"] = bench_cancel(model, args.threads, args.runs)
