@@ -1,19 +1,23 @@
-"""Our change to llama.cpp's x86 Q4_K kernels: a row of a batch gets the same logits as alone.
+"""Our change to llama.cpp's CPU kernels: a row of a batch gets the same logits as alone.
 
 Speculative decoding checks several draft tokens in one batch and must give the answer plain
-one-token decoding gives (issue 17). On x86, llama.cpp repacks Q4_K weights and multiplies them
-with two kernels (ggml-cpu/arch/x86/repack.cpp): a one-row `gemv` and a four-row `gemm`. Both sum
-each 256-value block in integers, but `gemv` turns the whole block into one float multiply-add
-while `gemm` does one per 64 values, so the two round differently (last bits, enough to flip a
-near-tie). Without repacking the results agree, but a batch then costs a one-column dot product
-per row (4 rows 2.4x one token, against 2.0x repacked, whose one token is also 1.2x faster).
-(The four-row quantizer of the activations breaks a tie of +x and -x by sign where the one-row
-one takes the first; that only negates the scale and every quant, which rounds the same.)
+one-token decoding gives (issue 17). Two of llama.cpp's fast paths round a row differently in a
+batch than alone, so without this patch they have to stay off (llama_cpp_backend's
+BATCH_INVARIANT_SETTINGS), which costs speed:
+- On x86, repacked Q4_K weights are multiplied by a one-row `gemv` and a four-row `gemm`
+  (ggml-cpu/arch/x86/repack.cpp). Both sum each 256-value block in integers, but `gemv` turns
+  the whole block into one float multiply-add while `gemm` does one per 64 values (last bits
+  apart, enough to flip a near-tie). GEMV_PER_SUBBLOCK makes `gemv` round per 64 values like
+  `gemm`: the same operations, in the same order per output. (The four-row quantizer of the
+  activations breaks a tie of +x and -x by sign where the one-row one takes the first; that only
+  negates the scale and every quant, which rounds the same.)
+- Flash attention over an F16 cache splits a single row's keys among threads once 512 tokens
+  are cached and merges the partial softmaxes in another order than a batch row computed whole
+  (ggml-cpu/ops.cpp). ATTENTION_ROW_WHOLE keeps a single row whole; its heads still run in parallel.
 
-The patch makes `gemv` round per 64 values like `gemm` (same operations, same order per output),
-so repacked batches are exact and keep their speed. It is applied to the sdist before compiling;
-`engine install` measures the result (engine_check), and models load with repacked weights only
-where batches proved exact (llama_cpp_backend.kernel_settings).
+The edits are applied to the sdist before compiling; `engine install` measures the result
+(engine_check), and models load with repacked weights and an F16 cache only where batches proved
+exact (llama_cpp_backend.kernel_settings).
 """
 
 from __future__ import annotations

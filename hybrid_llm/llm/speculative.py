@@ -225,13 +225,9 @@ def batch_is_exact() -> bool:
     """False where the install's smoke test measured batch logits that differ from one-token
     logits with both kernel settings (another llama.cpp build or CPU than they were made for):
     `auto` then does not draft, since it could change answers. No measurement counts as exact."""
-    from hybrid_llm.llm.engine_build import read_record
+    from hybrid_llm.llm.llama_cpp_backend import BATCH_INVARIANT_SETTINGS, PATCHED_ENGINE_SETTINGS, settings_exact
 
-    record = read_record()
-    if record is None:
-        return True
-    smoke = record.smoke
-    return smoke.get("patched_batch_logit_difference") == 0 or not smoke.get("batch_logit_difference")
+    return settings_exact(PATCHED_ENGINE_SETTINGS) or settings_exact(BATCH_INVARIANT_SETTINGS)
 
 
 def make_drafters(names: Sequence[str], draft_llama=None) -> list:
