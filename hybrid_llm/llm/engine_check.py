@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from hybrid_llm.llm.speculative import MAX_VERIFY_BATCH, ChatPrompt, batch_logit_difference
 
@@ -73,6 +73,12 @@ class SmokeResult:
     patched_batch_logit_difference: float | None = None
     batch_check_model: str = ""  # the model file both were measured on
 
+    def with_batch_check_of(self, measured: dict) -> SmokeResult:
+        """This result with the batch check's fields taken from `measured` (a recorded smoke
+        result): a check that does not repeat the install's ~15 s batch check reports its verdict."""
+        return replace(self, **{name: measured.get(name, default)
+                                for name, default in _BATCH_CHECK_FIELDS.items()})
+
     def line(self) -> str:
         if not self.ok:
             return f"engine smoke test failed: {self.cause}"
@@ -87,6 +93,12 @@ class SmokeResult:
             line += (f"; batch logits differ from one-token logits by up to {self.batch_logit_difference:.2g}"
                      " (speculative decoding stays off under `auto`)")
         return line
+
+
+# The fields the install's batch check fills in, with their values when it has not run.
+_BATCH_CHECK_FIELDS = {field.name: field.default for field in fields(SmokeResult)
+                       if field.name in ("batch_logit_difference", "patched_batch_logit_difference",
+                                         "batch_check_model")}
 
 
 def describe_exit(returncode: int, stderr: str) -> str:

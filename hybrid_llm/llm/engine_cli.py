@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
-
 from hybrid_llm.errors import UserError
 
 
@@ -29,9 +27,7 @@ def engine_verdict() -> tuple[bool, str]:
         return True, f"{engine}{built}; not used (model.backend is {entry.name})"
     smoke = run_smoke_test()
     if record and smoke.ok:  # the batch check is the install's (it takes ~15 s): its verdict
-        smoke = replace(smoke, batch_logit_difference=record.smoke.get("batch_logit_difference"),
-                        patched_batch_logit_difference=record.smoke.get("patched_batch_logit_difference"),
-                        batch_check_model=record.smoke.get("batch_check_model", ""))
+        smoke = smoke.with_batch_check_of(record.smoke)
     return smoke.ok, f"{engine}{built}; {smoke.line()}"
 
 

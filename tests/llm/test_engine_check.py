@@ -147,3 +147,8 @@ def test_real_engine_passes_the_smoke_test_with_its_speed(default_model_file: Pa
     assert result.ok, result.cause
     assert result.prefill_tok_s > 0 and result.decode_tok_s > 0
     assert "tok/s" in result.line()
+    # `engine check` and `doctor` do not repeat the install's batch check: they report its verdict.
+    record = read_record()
+    if record is not None and record.smoke.get("patched_batch_logit_difference") == 0:
+        assert "speculative decoding is exact" in result.with_batch_check_of(record.smoke).line()
+    assert "speculative" not in result.with_batch_check_of({}).line()
