@@ -3,7 +3,8 @@
 For each package (click, jinja2, pygments) the source is copied with every function docstring
 removed; the first sentence of each removed docstring is a query, and its answer is that
 function's line range in the copy. The copy is indexed with the real `CodeIndex` and searched
-with the real `HybridRetriever` in three modes: keyword-only, dense-only and hybrid (RRF), once
+with the real `HybridRetriever` in four modes: keyword-only, dense-only, hybrid (the default
+learned fusion) and hybrid-rrf (Reciprocal Rank Fusion, the fusion before it), once
 per embedder compared (`--embedders`, default the shipped code model and MiniLM, the
 reference), plus any extra hybrid weightings (`--also-weights 1.5:1`). `--source-root` takes the
 packages from unpacked wheels instead: the code embedder's held-out validation packages.
@@ -60,7 +61,10 @@ PADDING_PACKAGES = ("rich", "pip")  # only to bring the latency index to 10,000 
 # The latency index must hold >= 10,000 chunks; counting before indexing runs ~1% high.
 PADDING_TARGET = 10_400
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "hybrid-llm-retrieval-bench" / "embeddings.npz"
-MODES = {"keyword": (0.0, 1.0), "dense": (1.0, 0.0), "hybrid": None}  # (dense, keyword) weights
+# (dense, keyword) weights, with rag.fusion: None = the configured retriever (learned fusion by
+# default); "hybrid-rrf" is the previous fusion, ranks only, as the reference in the same run.
+MODES = {"keyword": ((0.0, 1.0), None), "dense": ((1.0, 0.0), None), "hybrid": (None, None),
+         "hybrid-rrf": (None, "rrf")}
 K = 10
 EMBEDDERS = {"code": CodeEmbedder, "minilm": MiniLMEmbedder}
 # MiniLM's cached vectors were keyed by this before the cache knew of other models.
@@ -181,12 +185,14 @@ def _open_index(repo: Path, index_dir: Path, embedder, chunker):
 
 
 def retriever_for(index, mode: str, config: Config) -> HybridRetriever:
-    """A retriever searching as `mode` says: one search alone (its weight 1, the other's 0)
-    or both with the configured weights ("hybrid")."""
-    weights = MODES[mode]
+    """A retriever searching as `mode` says: one search alone (its weight 1, the other's 0),
+    both as configured ("hybrid"), or both with another fusion or weights."""
+    weights, fusion = MODES[mode]
+    config = config.model_copy(deep=True)
     if weights is not None:
-        config = config.model_copy(deep=True)
         config.rag.dense_weight, config.rag.keyword_weight = weights
+    if fusion is not None:
+        config.rag.fusion = fusion
     return HybridRetriever(index, config)
 
 
@@ -266,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for weights in args.also_weights:
         dense, keyword = (float(part) for part in weights.split(":"))
-        MODES[f"hybrid-{weights}"] = (dense, keyword)
+        MODES[f"hybrid-{weights}"] = ((dense, keyword), "rrf")  # weights only weigh RRF's ranks
     embedders = {name: CachingEmbedder(EMBEDDERS[name](), None if args.no_cache else args.cache)
                  for name in args.embedders}
     config = Config()

@@ -73,6 +73,10 @@ class RagSettings(_Section):
     chroma_url: str | None = None
     max_file_bytes: int = Field(1_000_000, ge=1)
     max_chunks_per_file: int = Field(5, ge=1)
+    # How the two searches' candidates are ranked when both are on: "learned" (rag/fusion.py:
+    # similarity, keyword score, name and file evidence, fitted weights) or "rrf" (ranks only,
+    # with rrf_k, dense_weight, keyword_weight and non_definition_factor below).
+    fusion: Literal["learned", "rrf"] = "learned"
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(1.0, ge=0)
     keyword_weight: float = Field(1.0, ge=0)

@@ -140,13 +140,8 @@ def check_packages_are_unseen() -> None:
 def download(work: Path, more_data: bool) -> None:
     """Wheels from PyPI, and with more_data tarballs from npm and .debs from Debian, each by
     its own client."""
-    wheels = work / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
     python = {**TRAIN_PACKAGES, **VALIDATION_PACKAGES, **(MORE_PYTHON_PACKAGES if more_data else {})}
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                    "--python-version", "3.11", "--platform", "manylinux2014_x86_64",
-                    "--platform", "any", "-d", str(wheels),
-                    *(f"{name}=={version}" for name, version in python.items())], check=True)
+    download_wheels(work / "wheels", python)
     if not more_data:
         return
     (work / "npm").mkdir(exist_ok=True)
@@ -157,6 +152,15 @@ def download(work: Path, more_data: bool) -> None:
     subprocess.run(["apt-get", "download",
                     *(f"{name}={version}" for name, (version, _) in DEBIAN_PACKAGES.items())],
                    check=True, cwd=work / "deb")
+
+
+def download_wheels(wheels: Path, packages: dict[str, str]) -> None:
+    """The pinned wheels of `packages` (name -> version) from PyPI, without dependencies."""
+    wheels.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                    "--python-version", "3.11", "--platform", "manylinux2014_x86_64",
+                    "--platform", "any", "-d", str(wheels),
+                    *(f"{name}=={version}" for name, version in packages.items())], check=True)
 
 
 def wheel_for(wheels: Path, package: str, version: str) -> Path:

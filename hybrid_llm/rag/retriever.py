@@ -1,20 +1,22 @@
-"""Hybrid retrieval over a code index: dense and keyword search fused by Reciprocal Rank Fusion.
+"""Hybrid retrieval over a code index: dense and keyword search, fused.
 
 API:
 - `HybridRetriever(index, config)`; `.retrieve(query, k=8, *, language=None, path_glob=None)
   -> list[RetrievedChunk]`, best first. `sources` says which searches found each chunk.
-- `reciprocal_rank_fusion(rankings, weights, k) -> list[(id, score, sources)]`, the fusion alone.
+- `reciprocal_rank_fusion(rankings, weights, k) -> list[(id, score, sources)]`, the RRF fusion alone.
 
 Why both: embeddings find code by meaning ("read the config file") but miss exact names
-(`parse_http_response`); BM25 over split identifiers finds names but misses paraphrase. RRF
-needs no score calibration between the two, only ranks: score = sum of weight / (k + rank).
+(`parse_http_response`); BM25 over split identifiers finds names but misses paraphrase.
+`rag.fusion` says how their candidates are ranked: "learned" (default, `hybrid_llm.rag.fusion`:
+a fitted linear score over each candidate's similarity, keyword score, name and file evidence)
+or "rrf", which needs no score calibration, only ranks: score = sum of weight / (k + rank).
 
 The query is embedded once per call and the embedder is the index's, loaded once per process.
 Chunks from the same file that overlap or touch are merged into one span (a function split in
 two reads as one citation), and at most `rag.max_chunks_per_file` spans per file are returned
 so one large file cannot crowd out the rest of the codebase. A query that spells out an
-identifier (`parseHttpResponse`, `Config.load`) gives the chunk defining it one extra
-first-place keyword vote, and chunks holding no whole definition (imports, data tables) score
+identifier (`parseHttpResponse`, `Config.load`) puts the chunk defining it first (RRF: one extra
+first-place keyword vote), and (RRF) chunks holding no whole definition (imports, data tables) score
 `rag.non_definition_factor` of what they would. A weight of 0 switches a search off
 (keyword-only, dense-only).
 
@@ -35,6 +37,7 @@ from typing import Protocol
 import numpy as np
 
 from hybrid_llm.config import Config
+from hybrid_llm.rag import fusion
 from hybrid_llm.rag.chunk import Chunk, RetrievedChunk
 
 # Each search contributes about as many candidates as results are wanted: with RRF's flat
@@ -168,16 +171,19 @@ class HybridRetriever:
         if not query.strip() or k < 1:
             return []
         weights = {"dense": self.settings.dense_weight, "keyword": self.settings.keyword_weight}
+        learned = self.settings.fusion == "learned" and all(weights.values())
         embedding = None
-        pool = max(k, _MIN_POOL) * (_DEEPER if language or path_glob else 1)
+        pool = max(k, fusion.POOL if learned else _MIN_POOL) * (_DEEPER if language or path_glob else 1)
         while True:
             found, embedding = self._search(query, pool, weights, embedding)
             rankings = {name: [item for item, _ in hits] for name, hits in found.items()}
-            fused = reciprocal_rank_fusion(rankings, weights, self.settings.rrf_k)
-            chunks = self.index.get_chunks([item for item, _, _ in fused])
-            named = self._named(query, fused, chunks)
-            fused = self._prefer_definitions(self._promote_named(fused, named), chunks)
-            fused.sort(key=lambda entry: -entry[1])
+            chunks = self.index.get_chunks(list(dict.fromkeys(
+                item for ranking in rankings.values() for item in ranking)))
+            named = self._named(query, chunks)
+            if learned:
+                fused = _named_first(fusion.learned_fusion(query, found, chunks), named)
+            else:
+                fused = self._rank_fusion(rankings, weights, chunks, named)
             evidence = _evidence(found, named)
             spans = self._spans(fused, chunks, k, language, path_glob, evidence)
             exhausted = all(len(ranking) < pool for ranking in rankings.values())
@@ -220,15 +226,22 @@ class HybridRetriever:
         return self._keyword_worker
 
     @staticmethod
-    def _named(query: str, fused: list[tuple[str, float, tuple[str, ...]]],
-               chunks: dict[str, Chunk]) -> set[str]:
+    def _named(query: str, chunks: dict[str, Chunk]) -> set[str]:
         """Ids of the candidates defining an identifier the query spells out."""
         names = query_identifiers(query)
         return {
-            item for item, _, _ in fused
-            if names and (chunk := chunks.get(item)) is not None and chunk.symbol
-            and _normalise(chunk.symbol.rsplit(".", 1)[-1]) in names
+            item for item, chunk in chunks.items()
+            if names and chunk.symbol and _normalise(chunk.symbol.rsplit(".", 1)[-1]) in names
         }
+
+    def _rank_fusion(self, rankings: dict[str, list[str]], weights: dict[str, float],
+                     chunks: dict[str, Chunk], named: set[str]) -> list[tuple[str, float, tuple[str, ...]]]:
+        """`rag.fusion: rrf` (and one search alone): RRF, named definitions promoted, chunks
+        without a definition discounted, best first."""
+        fused = reciprocal_rank_fusion(rankings, weights, self.settings.rrf_k)
+        fused = self._prefer_definitions(self._promote_named(fused, named), chunks)
+        fused.sort(key=lambda entry: -entry[1])
+        return fused
 
     def _promote_named(self, fused: list[tuple[str, float, tuple[str, ...]]],
                        named: set[str]) -> list[tuple[str, float, tuple[str, ...]]]:
@@ -291,6 +304,19 @@ class HybridRetriever:
                 same_file.append(span)
                 spans.append(span)
         return spans
+
+
+def _named_first(fused: list[tuple[str, float, tuple[str, ...]]], named: set[str]
+                 ) -> list[tuple[str, float, tuple[str, ...]]]:
+    """Candidates defining a name the query spells out, ahead of the rest (someone who types
+    `parseHttpResponse` wants its definition, not its callers), each order kept. Their scores are
+    raised by one amount so that scores still fall along the list."""
+    first = [entry for entry in fused if entry[0] in named]
+    rest = [entry for entry in fused if entry[0] not in named]
+    if not first or not rest:
+        return fused
+    raise_by = max(0.0, rest[0][1] - first[-1][1])
+    return [(item, score + raise_by, sources) for item, score, sources in first] + rest
 
 
 def _evidence(found: dict[str, list[tuple[str, float]]], named: set[str]) -> Callable[[str], _Evidence]:

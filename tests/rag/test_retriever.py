@@ -1,4 +1,4 @@
-"""HybridRetriever: fusion on hand-made rankings, then on a real index of real files."""
+"""HybridRetriever: fusion (RRF and learned) on hand-made searches, then on a real index of real files."""
 
 from __future__ import annotations
 
@@ -47,11 +47,14 @@ def test_rrf_weights_and_k_change_the_order() -> None:
 
 
 class _RankedIndex:
-    """Hand-made rankings standing in for the two searches (fusion logic only, no ML)."""
+    """Hand-made rankings standing in for the two searches (fusion logic only, no ML); scores
+    are 1.0 unless `scores` gives one (a cosine for dense, BM25 for keyword)."""
 
-    def __init__(self, chunks: list[Chunk], dense: list[str], keyword: list[str]):
+    def __init__(self, chunks: list[Chunk], dense: list[str], keyword: list[str],
+                 scores: dict[str, float] | None = None):
         self.chunks = {chunk.id: chunk for chunk in chunks}
         self.dense, self.keyword = dense, keyword
+        self.scores = scores or {}
         self.embedded: list[str] = []
         self.embedder = self
 
@@ -60,10 +63,10 @@ class _RankedIndex:
         return np.zeros(384, dtype=np.float32)
 
     def dense_search(self, embedding: np.ndarray, k: int) -> list[tuple[str, float]]:
-        return [(item, 1.0) for item in self.dense[:k]]
+        return [(item, self.scores.get(f"dense:{item}", 1.0)) for item in self.dense[:k]]
 
     def keyword_search(self, query: str, k: int) -> list[tuple[str, float]]:
-        return [(item, 1.0) for item in self.keyword[:k]]
+        return [(item, self.scores.get(f"keyword:{item}", 1.0)) for item in self.keyword[:k]]
 
     def rare_term_share(self, query: str) -> float | None:
         return None
@@ -77,12 +80,18 @@ def _chunk(path: str, start: int, end: int, language: str = "python") -> Chunk:
     return Chunk(path, language, start, end, text, symbol=f"f{start}")
 
 
+def _rrf_config() -> Config:
+    config = Config()
+    config.rag.fusion = "rrf"
+    return config
+
+
 def test_retrieve_fuses_merges_touching_chunks_and_caps_per_file() -> None:
     a1, a2, a3, a4 = (_chunk("a.py", s, s + 9) for s in (1, 11, 31, 51))
     b1 = _chunk("b.py", 1, 5)
     index = _RankedIndex([a1, a2, a3, a4, b1],
                          dense=[a1.id, a3.id, a4.id, b1.id], keyword=[a2.id, b1.id])
-    config = Config()
+    config = _rrf_config()
     config.rag.max_chunks_per_file = 2
 
     results = HybridRetriever(index, config).retrieve("query", k=5)
@@ -130,10 +139,13 @@ def test_a_spelled_out_identifier_promotes_its_definition() -> None:
     index = _RankedIndex([user, definition, other], dense=[other.id],
                          keyword=[user.id, definition.id])
 
-    results = HybridRetriever(index, Config()).retrieve("parseHttpResponse", k=3)
+    results = HybridRetriever(index, _rrf_config()).retrieve("parseHttpResponse", k=3)
+    learned = HybridRetriever(index, Config()).retrieve("parseHttpResponse", k=3)
 
     assert [r.chunk.path for r in results] == ["net/http.py", "docs/notes.md", "app/main.py"]
     assert results[0].sources == ("keyword",)
+    assert learned[0].chunk.path == "net/http.py"
+    assert [r.score for r in learned] == sorted((r.score for r in learned), reverse=True)
     assert query_identifiers("Config.load_file and fooBar or plain words") == {"loadfile", "foobar"}
     assert query_identifiers("Returns the buffer contents.") == set()
 
@@ -146,14 +158,49 @@ def test_definitions_outrank_free_code_found_as_well() -> None:
     index = _RankedIndex([table, method, other], dense=[table.id, method.id, other.id],
                          keyword=[table.id, method.id])
 
-    preferred = HybridRetriever(index, Config()).retrieve("check for a ruby shebang", k=3)
-    config = Config()
+    preferred = HybridRetriever(index, _rrf_config()).retrieve("check for a ruby shebang", k=3)
+    config = _rrf_config()
     config.rag.non_definition_factor = 1.0
     plain = HybridRetriever(index, config).retrieve("check for a ruby shebang", k=3)
 
     assert [r.chunk.start_line for r in preferred][:2] == [42, 1]
     assert preferred[0].score > preferred[1].score
     assert [r.chunk.start_line for r in plain][:2] == [1, 42]
+
+
+def test_learned_fusion_weighs_how_strong_each_match_is_not_only_its_rank() -> None:
+    """RRF: a chunk both searches rank near the top outvotes one that dense search ranks 1st by
+    a wide margin. Learned fusion reads the margin: the clear dense match comes first."""
+    strong = replace(_chunk("render/page.py", 1, 9), defines=True)
+    weak = replace(_chunk("util/misc.py", 1, 9), defines=True)
+    noise = replace(_chunk("util/other.py", 1, 9), defines=True)
+    index = _RankedIndex([strong, weak, noise], dense=[strong.id, weak.id, noise.id],
+                         keyword=[weak.id, noise.id],
+                         scores={f"dense:{strong.id}": 0.71, f"dense:{weak.id}": 0.38,
+                                 f"dense:{noise.id}": 0.35, f"keyword:{weak.id}": 2.0,
+                                 f"keyword:{noise.id}": 1.9})
+
+    by_rank = HybridRetriever(index, _rrf_config()).retrieve("render the page", k=3)
+    learned = HybridRetriever(index, Config()).retrieve("render the page", k=3)
+
+    assert [r.chunk.path for r in by_rank] == ["util/misc.py", "util/other.py", "render/page.py"]
+    assert [r.chunk.path for r in learned] == ["render/page.py", "util/misc.py", "util/other.py"]
+    assert learned[0].sources == ("dense",) and learned[1].sources == ("dense", "keyword")
+
+
+def test_learned_fusion_prefers_definitions_and_names_made_of_the_request_words() -> None:
+    table = _chunk("lexers/ruby.py", 1, 40)  # a token table: no definition in it
+    method = replace(_chunk("lexers/ruby.py", 42, 43), defines=True)
+    named = Chunk("lexers/lua.py", "python", 1, 5, "def shebang(): ...", symbol="check_shebang",
+                  defines=True)
+    same = {f"dense:{item.id}": 0.5 for item in (table, method, named)}
+    index = _RankedIndex([table, method, named], dense=[table.id, method.id, named.id], keyword=[],
+                         scores=same)
+
+    results = HybridRetriever(index, Config()).retrieve("check for a ruby shebang", k=3)
+
+    assert [(r.chunk.path, r.chunk.start_line) for r in results] == [
+        ("lexers/lua.py", 1), ("lexers/ruby.py", 42), ("lexers/ruby.py", 1)]
 
 
 def test_path_glob_semantics() -> None:
