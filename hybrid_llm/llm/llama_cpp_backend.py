@@ -123,9 +123,8 @@ class LlamaCppBackend:
         self.context_length = self._llama.n_ctx()
         self.threads = threads
         self._cancelled = _AbortFlag(llama_cpp.ggml_abort_callback)
-        names = drafter_names(speculative, draft_model_path is not None)
-        if speculative == "auto" and not (settings_exact(kernels) and runs_batch_invariant(self._llama, kernels)):
-            names = ()  # drafting could change this model's answers
+        exact = speculative == "auto" and settings_exact(kernels) and runs_batch_invariant(self._llama, kernels)
+        names = drafter_names(speculative, draft_model_path is not None, exact)
         if "draft" in names and draft_model_path is None:
             raise UserError("generation.speculative is 'draft' but the draft model is missing: "
                             "run `hybrid-llm models pull qwen2.5-coder-0.5b-instruct-q4_k_m`")

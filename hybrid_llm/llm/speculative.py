@@ -210,12 +210,13 @@ def _token_text(llama, token: int) -> str:
     return llama._model.token_get_text(token) if token != -1 else ""
 
 
-def drafter_names(mode: str, draft_model_present: bool) -> tuple[str, ...]:
-    """Which drafters a `generation.speculative` mode uses on this installation."""
+def drafter_names(mode: str, draft_model_present: bool, exact: bool | None = None) -> tuple[str, ...]:
+    """Which drafters a `generation.speculative` mode uses: `auto` none unless verifying a batch
+    is exact (`exact`: measured on the loaded model; None: what the install measured)."""
     if mode == "off":
         return ()
     if mode == "auto":
-        if not batch_is_exact():
+        if not (batch_is_exact() if exact is None else exact):
             return ()
         return tuple(name for name in AUTO_DRAFTERS if name != "draft" or draft_model_present)
     return (mode,)

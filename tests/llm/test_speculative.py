@@ -74,6 +74,9 @@ def test_auto_does_not_draft_where_the_smoke_test_found_batch_logits_differ(tmp_
         assert settings_exact(kernels) == bool(drafters), (plain, patched)
         # the patch covers the kernels of the measured model's quantization types, not every model's
         assert kernel_settings(other_model) == BATCH_INVARIANT_SETTINGS
+    # a backend whose model loaded with settings not measured exact: its own verdict wins
+    assert speculative.drafter_names("auto", True, exact=False) == ()
+    assert speculative.drafter_names("auto", True, exact=True) == speculative.AUTO_DRAFTERS
     assert speculative.drafter_names("lookup", True) == ("lookup",), "an explicit mode is the user's choice"
 
 
