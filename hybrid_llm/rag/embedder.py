@@ -43,7 +43,7 @@ _MAX_BATCH = 64
 CODE_MODEL_FILE = Path(__file__).resolve().parent / "code_embedder" / "code-minilm-l6-int8.onnx"
 # The shipped file's hash (printed by the training script's export). A file that differs was
 # damaged or replaced: its vectors would silently not match an index built with the real one.
-CODE_MODEL_SHA256 = "fc645a470ccfa9b9de71d16f99835d540b08ff74b75dcb756c1304ad8acc2cf3"
+CODE_MODEL_SHA256 = "d5cd080a4114079d6cba7b36bca6316dec96e348234f3a9213ae6e57b58d993e"
 
 
 @runtime_checkable
@@ -231,6 +231,12 @@ class CodeEmbedder(OnnxEmbedder):
     def __init__(self, model_file: Path = CODE_MODEL_FILE, *, threads: int | None = None) -> None:
         check_code_model(model_file)
         super().__init__(model_file, source_model_dir() / _TOKENIZER_FILE, threads=threads)
+
+
+def candidate_code_embedder(model_file: Path) -> OnnxEmbedder:
+    """A code model being trained or measured (not the shipped file, so no hash to check),
+    with MiniLM's tokenizer like the shipped one."""
+    return OnnxEmbedder(model_file, source_model_dir() / _TOKENIZER_FILE, threads=None)
 
 
 def check_code_model(model_file: Path = CODE_MODEL_FILE) -> Path:

@@ -66,3 +66,32 @@ def test_a_registry_package_that_is_a_benchmark_set_is_refused(monkeypatch):
     monkeypatch.setitem(embedder_training.NPM_PACKAGES, "pygments", ("1.0.0", "package"))
     with pytest.raises(SystemExit, match="pygments is a benchmark set"):
         embedder_training.check_packages_are_unseen()
+
+
+def test_later_rounds_train_on_the_answers_the_model_itself_confuses():
+    """The shipped model (int8, as the index runs it) ranks a description against its package's
+    answers: the code closest in meaning comes first among the look-alikes, ahead of the keyword
+    ones; the right answer is never its own look-alike, and other packages' code never is."""
+    from hybrid_llm.rag.embedder import CODE_MODEL_FILE
+
+    def pair(package, description, code, answer_id, look_alikes=()):
+        return embedder_training.TrainingPair(package, description, code, answer_id, look_alikes)
+
+    pairs = [
+        pair("net", "Wait longer after each failed attempt.", "def backoff_delays(attempts, base):\n"
+             "    return [base * 2 ** n for n in range(attempts)]", "net/retry", ("net/url",)),
+        pair("net", "Retry a call until it succeeds.", "def retry(call, attempts):\n"
+             "    for n in range(attempts):\n        try:\n            return call()\n"
+             "        except OSError:\n            time.sleep(2 ** n)", "net/retry-call"),
+        pair("net", "Join a base URL and a path.", "def join_url(base, path):\n"
+             "    return base.rstrip('/') + '/' + path.lstrip('/')", "net/url"),
+        pair("ui", "Blend two colours.", "def blend(a, b, t):\n"
+             "    return tuple(x + (y - x) * t for x, y in zip(a, b))", "ui/blend"),
+    ]
+
+    mined = embedder_training.with_dense_look_alikes(pairs, CODE_MODEL_FILE)
+
+    assert mined[0].look_alikes == ("net/retry-call", "net/url")  # dense first, keyword kept
+    assert all(p.answer_id not in p.look_alikes for p in mined)
+    assert mined[3].look_alikes == ()  # alone in its package
+    assert [(p.description, p.answer_id) for p in mined] == [(p.description, p.answer_id) for p in pairs]
