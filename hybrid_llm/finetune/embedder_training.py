@@ -282,6 +282,14 @@ def mine_package(package: str, root: Path, queries: list, rng: random.Random) ->
     return pairs
 
 
+def _indices_by_package(pairs: list[TrainingPair]) -> dict[str, list[int]]:
+    """Positions of the pairs of each package, in order: look-alikes never cross packages."""
+    by_package: dict[str, list[int]] = {}
+    for index, pair in enumerate(pairs):
+        by_package.setdefault(pair.package, []).append(index)
+    return by_package
+
+
 def look_alike_batches(pairs: list[TrainingPair], size: int, rng: random.Random) -> list[list[int]]:
     """Batches of one package each, filled with pairs whose answers keyword search confuses.
 
@@ -291,9 +299,7 @@ def look_alike_batches(pairs: list[TrainingPair], size: int, rng: random.Random)
     batch (its two descriptions would otherwise be each other's false negatives).
     """
     batches = []
-    by_package: dict[str, list[int]] = {}
-    for index, pair in enumerate(pairs):
-        by_package.setdefault(pair.package, []).append(index)
+    by_package = _indices_by_package(pairs)
     for members in by_package.values():
         rng.shuffle(members)
         by_answer: dict[str, list[int]] = {}
@@ -427,9 +433,7 @@ def with_dense_look_alikes(pairs: list[TrainingPair], model_file: Path) -> list[
     from hybrid_llm.rag.embedder import candidate_code_embedder
 
     embedder = candidate_code_embedder(model_file)
-    by_package: dict[str, list[int]] = {}
-    for index, pair in enumerate(pairs):
-        by_package.setdefault(pair.package, []).append(index)
+    by_package = _indices_by_package(pairs)
     updated = list(pairs)
     wanted = LATER_ROUNDS["dense_look_alikes"]
     for members in by_package.values():
