@@ -43,7 +43,7 @@ _MAX_BATCH = 64
 CODE_MODEL_FILE = Path(__file__).resolve().parent / "code_embedder" / "code-minilm-l6-int8.onnx"
 # The shipped file's hash (printed by the training script's export). A file that differs was
 # damaged or replaced: its vectors would silently not match an index built with the real one.
-CODE_MODEL_SHA256 = "d5cd080a4114079d6cba7b36bca6316dec96e348234f3a9213ae6e57b58d993e"
+CODE_MODEL_SHA256 = "d43d0d369c368769a69dd5634ebf922b5ff176081e384334409fb3b6bf9eb84e"
 
 
 @runtime_checkable
