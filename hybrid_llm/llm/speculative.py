@@ -45,7 +45,10 @@ AUTO_DRAFTERS = ("lookup",)
 # position's logits equal a one-token decode's (llama_cpp_backend.BATCH_INVARIANT_SETTINGS).
 MAX_VERIFY_BATCH = 7
 MAX_DRAFT_TOKENS = MAX_VERIFY_BATCH - 1
-NGRAM_MAX = 4
+# Prompt lookup matches the text's last 8 tokens down to its last 2: a longer match is a surer
+# guess (replaying the edit set's greedy answers: 94 % of guessed tokens right with 8, 87 % with
+# 4; beyond 8 nothing changes).
+NGRAM_MAX = 8
 NGRAM_MIN = 2
 # Cost of verifying n tokens in one batch relative to one token, before any is measured:
 # 1 + 0.14 * (n - 1) from the figures (1 token 94 ms, 4 tokens 134 ms, 2 cores).

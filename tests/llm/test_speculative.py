@@ -39,6 +39,15 @@ def test_prompt_lookup_drafts_what_followed_the_most_recent_match():
     assert lookup.propose(3) == [], "[2, 3, 8] and [3, 8] never appeared before"
 
 
+def test_prompt_lookup_prefers_a_longer_match_to_a_more_recent_shorter_one():
+    """An edit repeats a line of the prompt: its 8 last tokens point into that line, even where
+    its last 4 appeared again later (in another line the answer is not copying)."""
+    lookup = PromptLookup()
+    lookup.reset([30, 31, 32, 33, 1, 2, 3, 4, 50, 51,  70, 1, 2, 3, 4, 60, 61,
+                  30, 31, 32, 33, 1, 2, 3, 4])
+    assert lookup.propose(3) == [50, 51, 70]
+
+
 def test_draft_length_drops_to_zero_when_drafts_are_rejected():
     length = speculative.DraftLength(draft_token_cost=0.0)
     costs = speculative.CostModel()
