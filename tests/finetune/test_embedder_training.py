@@ -115,14 +115,11 @@ def test_a_training_round_in_bfloat16_teaches_the_descriptions_their_code(tmp_pa
         "Convert degrees Celsius to Fahrenheit.": "def fahrenheit(c):\n    return c * 9 / 5 + 32",
         "Open a connection to the database.": "def connect(url):\n    return sqlite3.connect(url)",
     }
-    pairs = [embedder_training.TrainingPair(package, description, code, f"{package}/{n}", ())
-             for package in ("a", "b", "c", "d")
-             for n, (description, code) in enumerate(functions.items())]
-    # The descriptions are shuffled against the code, so the base model starts with a margin
-    # the training has to build: pair i's description is paired with function (i + 1) % 8's code.
-    shifted = list(functions.values())[1:] + list(functions.values())[:1]
-    pairs = [embedder_training.TrainingPair(p.package, p.description, shifted[n % 8], p.answer_id, ())
-             for n, p in enumerate(pairs)]
+    # Each description is paired with the next function's code, so the base model starts with a
+    # margin below zero that only the training can build; one batch of the eight per package.
+    descriptions, codes = list(functions), list(functions.values())
+    pairs = [embedder_training.TrainingPair(package, description, codes[(n + 1) % 8], f"{package}/{n}", ())
+             for package in ("a", "b", "c", "d") for n, description in enumerate(descriptions)]
     monkeypatch.setitem(embedder_training.HYPERPARAMETERS, "batch_size", 8)
 
     def margin(model) -> float:
