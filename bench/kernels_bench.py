@@ -5,12 +5,13 @@ Speculative decoding verifies drafted tokens in one batch, plain decoding goes o
 time; the answers can only be token-for-token equal if a position's logits do not depend on
 how many positions share its batch. For each kernel setting this measures, on the default
 model and a real ~1,000-token prompt (this repository's code):
-- the largest logit difference between a position decoded alone and in batches of 2 to 8;
+- the largest logit difference between a position decoded alone and in batches of 2 to 17 (one
+  row past the largest batch speculative decoding verifies);
 - prompt processing tok/s for 1,000 and 250 tokens (the micro-batch the backend uses), one-token decode tok/s, and the
   cost of a batch of n tokens relative to one token (what a verified draft costs);
 all as ratios against llama.cpp's defaults (no flash attention, weight repacking, F16 KV cache).
-On an engine compiled by `hybrid-llm engine install` the repacked one-row Q4_K kernel carries our
-patch (hybrid_llm/llm/engine_patch.py), which is what makes the last setting exact.
+On an engine compiled by `hybrid-llm engine install` the kernels carry our patch
+(hybrid_llm/llm/engine_patch.py), which is what makes the last setting exact.
 
     flock /work/coord/cpu.lock .venv/bin/python bench/kernels_bench.py [--rounds 2] [--json out.json]
 """
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hybrid_llm.config import REPO_ROOT, Config  # noqa: E402
 from hybrid_llm.llm.llama_cpp_backend import BATCH_INVARIANT_SETTINGS, PATCHED_ENGINE_SETTINGS, load_llama  # noqa: E402
 from hybrid_llm.llm.models import resolve_model_path  # noqa: E402
-from hybrid_llm.llm.speculative import batch_logit_difference, fill_batch  # noqa: E402
+from hybrid_llm.llm.speculative import MAX_VERIFY_BATCH, batch_logit_difference, fill_batch  # noqa: E402
 from repl_driver import cpu_model, report  # noqa: E402
 
 KERNEL_SETTINGS = {
@@ -44,7 +45,7 @@ KERNEL_SETTINGS = {
 REFERENCE = "llama.cpp defaults"
 PROMPT_TOKENS = 1000
 SHORT_PROMPT_TOKENS = 250  # a short request after a cached system prompt
-BATCH_SIZES = (2, 3, 4, 5, 6, 7, 8)
+BATCH_SIZES = tuple(range(2, MAX_VERIFY_BATCH + 2))
 DECODE_REPEATS = 8
 
 

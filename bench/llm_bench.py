@@ -15,7 +15,7 @@
 5. `hybrid-llm ask` with retrieval over a real repository (this one, indexed first), in a fresh
    process: TTFT, total time for ~200 tokens, peak RSS of that process.
 
-Run when the machine is otherwise quiet (about 20 minutes on 2 cores):
+Run when the machine is otherwise quiet (about 30 minutes on 2 cores):
     nice .venv/bin/python bench/llm_bench.py [--threads 2] [--runs 3] [--json out.json]
 """
 
@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hybrid_llm.config import REPO_ROOT, Config  # noqa: E402
 from hybrid_llm.llm import speculative  # noqa: E402
 from hybrid_llm.llm.llama_cpp_backend import (BATCH_INVARIANT_SETTINGS, PATCHED_ENGINE_SETTINGS,  # noqa: E402
-                                              PREFILL_UBATCH, LlamaCppBackend, kernel_settings, load_llama)
+                                              PREFILL_UBATCH, LlamaCppBackend, kernel_settings, load_llama,
+                                              verify_batch_limit)
 from hybrid_llm.llm.models import draft_model_path, resolve_model_path  # noqa: E402
 from hybrid_llm.llm.prompt import SYSTEM_PROMPT  # noqa: E402
 
@@ -174,7 +175,9 @@ GENERIC_TASKS = (
     "def count_distinct_characters(text: str) -> int:\n"
     "    \"\"\"How many distinct characters, regardless of case.\"\"\"",
 )
-SPECULATIVE_SETTINGS = {"max_tokens": 64, "temperature": 0.0, "top_p": 1.0, "top_k": 1}
+# Whole answers: most of the edit set's end before 256 tokens, and the first 64 tokens of an edit
+# (its intro line and edited signature) copy less of the prompt than the rest (--max-tokens 64).
+SPECULATIVE_SETTINGS = {"max_tokens": 256, "temperature": 0.0, "top_p": 1.0, "top_k": 1}
 SPECULATIVE_MODES = ("off", "lookup", "draft", "auto")
 
 
@@ -219,9 +222,9 @@ class SpeculativeRig:
         self.target.eval(self.system_tokens)
         self.draft.eval(self.system_tokens)
 
-    def decoder(self, mode: str) -> speculative.SpeculativeDecoder:
+    def decoder(self, mode: str, max_batch: int | None = None) -> speculative.SpeculativeDecoder:
         drafters = speculative.make_drafters(speculative.drafter_names(mode, True), self.draft)
-        return speculative.SpeculativeDecoder(self.target, mode, drafters, lambda: False)
+        return speculative.SpeculativeDecoder(self.target, mode, drafters, lambda: False, max_batch)
 
     def forget_request(self) -> None:
         for llama in (self.target, self.draft):
@@ -246,12 +249,18 @@ class SpeculativeRig:
 KERNELS = {"installed": None, "any-engine": BATCH_INVARIANT_SETTINGS, "patched-engine": PATCHED_ENGINE_SETTINGS}
 
 
+# With --short-batches: prompt lookup verifying at most this many rows per batch, as on a
+# llama.cpp build without our patch (the reference for what longer batches bring).
+SHORT_LOOKUP = f"lookup-{speculative.SHORT_VERIFY_BATCH}-rows"
+
+
 def bench_speculative(model: Path, threads: int, kind: str, selected: slice, kernels: str,
-                      max_tokens: int = SPECULATIVE_SETTINGS["max_tokens"]) -> dict:
+                      max_tokens: int = SPECULATIVE_SETTINGS["max_tokens"], short_batches: bool = False) -> dict:
     """Per request: its prompt processed once (the first two: once per mode, for the time to
     first token), then each mode's answer from the cached prompt. `auto` is run only where it
     drafts differently from a mode already run. One JSON line per request as it is measured.
-    `kernels`: what the backend uses on this installation, or one setting for comparisons."""
+    `kernels`: what the backend uses on this installation, or one setting for comparisons.
+    `short_batches`: also prompt lookup with SHORT_VERIFY_BATCH-row batches (SHORT_LOOKUP)."""
     draft = draft_model_path()
     if draft is None:
         return {"error": "draft model missing: hybrid-llm models pull qwen2.5-coder-0.5b-instruct-q4_k_m"}
@@ -262,6 +271,9 @@ def bench_speculative(model: Path, threads: int, kind: str, selected: slice, ker
     auto_alias = next((mode for mode, names in same_as_auto.items() if names == auto_drafters), None)
     modes = [mode for mode in SPECULATIVE_MODES if not (mode == "auto" and auto_alias)]
     decoders = {mode: rig.decoder(mode) for mode in modes}
+    if short_batches:
+        modes.append(SHORT_LOOKUP)
+        decoders[SHORT_LOOKUP] = rig.decoder("lookup", max_batch=speculative.SHORT_VERIFY_BATCH)
     requests = speculative_requests(kind)[selected]
     ttft = {mode: [] for mode in ("off", "draft", auto_alias or "auto")}
     rows = {mode: [] for mode in modes}
@@ -281,6 +293,7 @@ def bench_speculative(model: Path, threads: int, kind: str, selected: slice, ker
         ttft["auto"] = ttft[auto_alias]
     reference = rows["off"]
     result = {"set": kind, "kernels": settings, "requests": len(requests), "max_tokens": max_tokens,
+              "verify_batch_limit": verify_batch_limit(),
               "prompt_tokens_median": statistics.median(r["n_prompt"] for r in reference),
               "auto_is": speculative.describe_mode("auto", auto_drafters), "modes": {}}
     for mode, runs in rows.items():
@@ -379,9 +392,11 @@ def main() -> int:
     parser.add_argument("--set", choices=["edit", "generic"], default="edit", help="requests for --only speculative")
     parser.add_argument("--requests", default="0:10", help="START:END of the set, to split a run")
     parser.add_argument("--max-tokens", type=int, default=SPECULATIVE_SETTINGS["max_tokens"],
-                        help="answer length for --only speculative (64: the first lines of each answer)")
+                        help="answer length for --only speculative (default: whole answers; 64: their first lines)")
     parser.add_argument("--kernels", choices=list(KERNELS), default="installed",
                         help="llama.cpp kernel settings for --only speculative (default: what the backend uses)")
+    parser.add_argument("--short-batches", action="store_true",
+                        help=f"--only speculative also runs {SHORT_LOOKUP} (lookup as without our engine patch)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     model = resolve_model_path(Config())
@@ -397,7 +412,7 @@ def main() -> int:
     if "speculative" in only:
         start, end = (int(x) for x in args.requests.split(":"))
         report["speculative"] = bench_speculative(model, args.threads, args.set, slice(start, end), args.kernels,
-                                                 args.max_tokens)
+                                                 args.max_tokens, args.short_batches)
         print(json.dumps(report["speculative"]), flush=True)
     if "cancel" in only:
         report["cancel"] = bench_cancel(model, args.threads, args.runs)

@@ -20,7 +20,8 @@ import sys
 import time
 from dataclasses import dataclass, fields, replace
 
-from hybrid_llm.llm.speculative import MAX_VERIFY_BATCH, ChatPrompt, batch_logit_difference
+from hybrid_llm.llm.speculative import (MAX_VERIFY_BATCH, SHORT_VERIFY_BATCH, ChatPrompt,
+                                         batch_logit_difference)
 
 # About 120 prompt tokens and 16 answer tokens: a few seconds on a 2-core laptop, enough to
 # run every kernel a real request runs (prompt micro-batches, then single-token decoding).
@@ -72,6 +73,7 @@ class SmokeResult:
     batch_logit_difference: float | None = None
     patched_batch_logit_difference: float | None = None
     batch_check_model: str = ""  # the model file both were measured on
+    batch_check_rows: int | None = None  # the batch size both were measured at
 
     def with_batch_check_of(self, measured: dict) -> SmokeResult:
         """This result with the batch check's fields taken from `measured` (a recorded smoke
@@ -84,11 +86,12 @@ class SmokeResult:
             return f"engine smoke test failed: {self.cause}"
         line = (f"prefill {self.prefill_tok_s:.0f} tok/s, decode {self.decode_tok_s:.1f} tok/s "
                 f"(load {self.load_s:.1f} s, {self.backend})")
+        rows = f" in batches of up to {self.batch_check_rows}" if self.batch_check_rows else ""
         if self.patched_batch_logit_difference == 0:
-            line += ("; batch logits identical to one-token logits with repacked weights and an F16 cache "
+            line += (f"; batch logits identical to one-token logits{rows} with repacked weights and an F16 cache "
                      "(speculative decoding is exact)")
         elif self.batch_logit_difference == 0:
-            line += "; batch logits identical to one-token logits (speculative decoding is exact)"
+            line += f"; batch logits identical to one-token logits{rows} (speculative decoding is exact)"
         elif self.batch_logit_difference is not None:
             line += (f"; batch logits differ from one-token logits by up to {self.batch_logit_difference:.2g}"
                      " (speculative decoding stays off under `auto`)")
@@ -98,7 +101,7 @@ class SmokeResult:
 # The fields the install's batch check fills in, with their values when it has not run.
 _BATCH_CHECK_FIELDS = {field.name: field.default for field in fields(SmokeResult)
                        if field.name in ("batch_logit_difference", "patched_batch_logit_difference",
-                                         "batch_check_model")}
+                                         "batch_check_model", "batch_check_rows")}
 
 
 def describe_exit(returncode: int, stderr: str) -> str:
@@ -165,21 +168,31 @@ def measure(config, check_batches: bool) -> dict[str, float | str]:
 
 
 def batch_differences(config) -> dict[str, float | str]:
-    """`speculative.batch_logit_difference` over the last MAX_VERIFY_BATCH tokens of a 600+-token
-    prompt (the largest batch speculative decoding verifies), with each setting that can be exact."""
+    """`speculative.batch_logit_difference` over the last tokens of a 600+-token prompt, with each
+    setting that can be exact: in a batch of MAX_VERIFY_BATCH (exact with our engine patch), and
+    where neither setting is exact there, of SHORT_VERIFY_BATCH (exact on any llama.cpp build)."""
+    measured: dict[str, float | str] = {}
+    for rows in (MAX_VERIFY_BATCH, SHORT_VERIFY_BATCH):
+        measured = batch_differences_at(config, rows)
+        if 0 in (measured["batch_logit_difference"], measured["patched_batch_logit_difference"]):
+            break
+    return measured
+
+
+def batch_differences_at(config, rows: int) -> dict[str, float | str]:
     from hybrid_llm.llm.llama_cpp_backend import (BATCH_INVARIANT_SETTINGS, PATCHED_ENGINE_SETTINGS, load_llama,
                                                   physical_cores)
     from hybrid_llm.llm.models import resolve_model_path
 
     model = resolve_model_path(config)
-    measured: dict[str, float | str] = {"batch_check_model": model.name}
+    measured: dict[str, float | str] = {"batch_check_model": model.name, "batch_check_rows": rows}
     for name, kernels in (("batch_logit_difference", BATCH_INVARIANT_SETTINGS),
                           ("patched_batch_logit_difference", PATCHED_ENGINE_SETTINGS)):
         llama = load_llama(model, n_ctx=config.model.n_ctx,
                            threads=config.model.threads or physical_cores(), kernels=kernels)
         try:
             tokens = ChatPrompt(llama).tokens([{"role": "user", "content": BATCH_CHECK_PROMPT}])
-            start = len(tokens) - MAX_VERIFY_BATCH
+            start = len(tokens) - rows
             llama.eval(tokens[:start])
             measured[name] = round(batch_logit_difference(llama, tokens[start:], start), 4)
         finally:

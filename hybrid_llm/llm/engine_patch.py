@@ -1,9 +1,9 @@
 """Our change to llama.cpp's CPU kernels: a row of a batch gets the same logits as alone.
 
 Speculative decoding checks several draft tokens in one batch and must give the answer plain
-one-token decoding gives (issue 17). Two of llama.cpp's fast paths round a row differently in a
-batch than alone, so without this patch they have to stay off (llama_cpp_backend's
-BATCH_INVARIANT_SETTINGS), which costs speed:
+one-token decoding gives (issue 17). Three of llama.cpp's fast paths round a row differently in a
+batch than alone, so without this patch the first two have to stay off (llama_cpp_backend's
+BATCH_INVARIANT_SETTINGS), which costs speed, and batches stay below the third's 8 rows:
 - On x86, repacked Q4_K weights are multiplied by a one-row `gemv` and a four-row `gemm`
   (ggml-cpu/arch/x86/repack.cpp). Both sum each 256-value block in integers, but `gemv` turns
   the whole block into one float multiply-add while `gemm` does one per 64 values (last bits
@@ -14,6 +14,11 @@ BATCH_INVARIANT_SETTINGS), which costs speed:
 - Flash attention over an F16 cache splits a single row's keys among threads once 512 tokens
   are cached and merges the partial softmaxes in another order than a batch row computed whole
   (ggml-cpu/ops.cpp). ATTENTION_ROW_WHOLE keeps a single row whole; its heads still run in parallel.
+- K-quant weights that are not repacked (Q6_K on x86: the output layer, half of the value and
+  down projections) go through a tiled kernel from 8 rows on (ggml-cpu/tiled), which sums in
+  another order than the one-row dot product. TILED_AFTER_VERIFY_BATCH starts it after the
+  largest batch speculative decoding verifies: prompt processing (64+ rows) keeps it, and a
+  verified batch of 8-16 rows costs 2.9-4.4 one-token decodes (7 rows: 2.9).
 
 The edits are applied to the sdist before compiling; `engine install` measures the result
 (engine_check), and models load with repacked weights and an F16 cache only where batches proved
@@ -25,6 +30,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from hybrid_llm.llm.speculative import MAX_VERIFY_BATCH
 
 REPACK_X86 = Path("vendor/llama.cpp/ggml/src/ggml-cpu/arch/x86/repack.cpp")
 
@@ -72,7 +79,16 @@ ATTENTION_ROW_WHOLE = SourceEdit(
     const bool use_split_kv_path = false && !use_ref && (neq1 == 1 && neq3 == 1)""",
 )
 
-EDITS = (GEMV_PER_SUBBLOCK, ATTENTION_ROW_WHOLE)
+TILED_AFTER_VERIFY_BATCH = SourceEdit(
+    Path("vendor/llama.cpp/ggml/src/ggml-cpu/tiled/tiled.cpp"),
+    anchor="static bool ggml_tiled_min_batch(",
+    old="    return rows >= 8 || ggml_tiled_matmul_forced();",
+    new=("    // hybrid_llm: not for the batches speculative decoding verifies, whose rows must get the\n"
+         "    // one-row kernel's sums\n"
+         f"    return rows > {MAX_VERIFY_BATCH} || ggml_tiled_matmul_forced();"),
+)
+
+EDITS = (GEMV_PER_SUBBLOCK, ATTENTION_ROW_WHOLE, TILED_AFTER_VERIFY_BATCH)
 
 
 class PatchError(RuntimeError):

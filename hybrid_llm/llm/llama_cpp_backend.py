@@ -55,7 +55,7 @@ GGUF_MAGIC = b"GGUF"
 # 32 ms, with no loss of prefill speed (bench/llm_bench.py --only cancel).
 PREFILL_UBATCH = 128
 # How llama.cpp computes, chosen so that a position decoded in a batch of up to
-# speculative.MAX_VERIFY_BATCH tokens gets exactly the logits it gets alone: speculative decoding verifies
+# speculative.SHORT_VERIFY_BATCH tokens gets exactly the logits it gets alone: speculative decoding verifies
 # drafts in batches and plain decoding goes one token at a time, so anything else lets a near-tie
 # flip the answer. With llama.cpp's defaults they differ by up to 0.70 here, because
 # - weight repacking ("extra buffer types") multiplies groups of 4 rows with a kernel that rounds
@@ -66,13 +66,14 @@ PREFILL_UBATCH = 128
 #   cached tokens) and merges the parts in another order than a batch row; a Q8_0 cache takes the
 #   one-row-at-a-time kernel for every batch size (and halves the cache's memory);
 # - the K-quant matrix product switches to a tiled kernel at 8 rows (which is what makes prompt
-#   processing fast, so batches stay below it).
+#   processing fast, so batches stay below it, unless our engine patch moved the switch).
 # Measured by bench/kernels_bench.py (2-core Xeon). Any llama.cpp build is exact with these:
 BATCH_INVARIANT_SETTINGS = {"flash_attention": True, "repack_weights": False, "kv_cache": "q8_0"}
-# Our engine patch (engine_patch.py) mends the first and third causes, so the engine it built is
-# exact with repacked weights and an F16 cache too: one-token decoding 1.17x faster, a batch of 4
-# tokens 1.7x one token instead of 2.3x, 1,000-token prompts 1.05x (250-token ones 0.80x). Used
-# where the install measured it exact (see `kernel_settings`).
+# Our engine patch (engine_patch.py) mends the first, third and fourth causes, so the engine it
+# built is exact with repacked weights and an F16 cache too, in batches of up to
+# speculative.MAX_VERIFY_BATCH: one-token decoding 1.17x faster, a batch of 4 tokens 1.7x one
+# token instead of 2.3x, 1,000-token prompts 1.05x (250-token ones 0.80x). Used where the install
+# measured it exact (see `kernel_settings`).
 PATCHED_ENGINE_SETTINGS = {"flash_attention": True, "repack_weights": True, "kv_cache": "f16"}
 # `prefill` works in slices this long: a request that interrupts it loses at most one slice of
 # prepared tokens (~1.4 s on 2 cores), and a changed retrieval is noticed between slices.
@@ -267,6 +268,15 @@ def settings_exact(kernels: dict) -> bool:
     if kernels == PATCHED_ENGINE_SETTINGS:
         return smoke.get("patched_batch_logit_difference") == 0
     return not smoke.get("batch_logit_difference")
+
+
+def verify_batch_limit() -> int:
+    """The most rows speculative decoding verifies in one batch: as many as the install's batch
+    check measured exact (MAX_VERIFY_BATCH with our engine patch), SHORT_VERIFY_BATCH where it did
+    not record a size (checks made before there were two) or nothing was measured."""
+    from hybrid_llm.llm.speculative import SHORT_VERIFY_BATCH
+
+    return int(_recorded_batch_check().get("batch_check_rows") or SHORT_VERIFY_BATCH)
 
 
 def _recorded_batch_check() -> dict:

@@ -40,11 +40,15 @@ SPECULATIVE_MODES = ("auto", "off", "lookup", "draft")
 # The drafters `auto` uses: on the 2-core VM the draft model did not pay for itself next to
 # prompt lookup (bench/llm_bench.py --only speculative), so auto does not spend its memory.
 AUTO_DRAFTERS = ("lookup",)
-# A verified batch (the last token and the drafts) stays below the 8 rows at which llama.cpp's
-# K-quant matrix product switches to a tiled kernel with another summation order: up to 7 rows a
-# position's logits equal a one-token decode's (llama_cpp_backend.BATCH_INVARIANT_SETTINGS).
-MAX_VERIFY_BATCH = 7
-MAX_DRAFT_TOKENS = MAX_VERIFY_BATCH - 1
+# The most rows a verified batch (the last token and the drafts) has. llama.cpp's K-quant matrix
+# product switches to a tiled kernel with another summation order at 8 rows, so on any build a
+# position's logits equal a one-token decode's only up to SHORT_VERIFY_BATCH rows; our engine
+# patch moves that switch past MAX_VERIFY_BATCH (engine_patch.TILED_AFTER_VERIFY_BATCH). The
+# install measures which of the two holds (engine_check.batch_differences). Past 16 rows nothing
+# is cheaper per token on 2 cores: 8 rows cost 2.9 one-token decodes, 12 rows 4.0, 16 rows 4.4
+# (bench/kernels_bench.py).
+MAX_VERIFY_BATCH = 16
+SHORT_VERIFY_BATCH = 7
 # Prompt lookup matches the text's last 8 tokens down to its last 2: a longer match is a surer
 # guess (replaying the edit set's greedy answers: 94 % of guessed tokens right with 8, 87 % with
 # 4; beyond 8 nothing changes).
@@ -295,9 +299,10 @@ class DraftLength:
         return expected / (costs.relative(k + 1) + self.draft_token_cost * k)
 
     def choose(self, available: int, costs: CostModel) -> tuple[int, float]:
-        """(tokens to draft, expected gain); (0, 1.0) while drafting does not pay."""
+        """(tokens to draft, at most `available`; expected gain); (0, 1.0) while drafting does
+        not pay."""
         best = (0, 1.0)
-        for k in range(1, min(available, MAX_DRAFT_TOKENS) + 1):
+        for k in range(1, available + 1):
             gain = self.gain(k, costs)
             if gain > best[1]:
                 best = (k, gain)
@@ -457,10 +462,16 @@ class SpeculativeDecoder:
     prefix reuse across turns and saved states work as with `create_chat_completion`.
     """
 
-    def __init__(self, llama, mode: str, drafters: Sequence, is_cancelled: Callable[[], bool]) -> None:
+    def __init__(self, llama, mode: str, drafters: Sequence, is_cancelled: Callable[[], bool],
+                 max_batch: int | None = None) -> None:
+        """`max_batch`: the most rows a verified batch may have (default: what the install
+        measured exact, `verify_batch_limit`)."""
         import llama_cpp
 
+        from hybrid_llm.llm.llama_cpp_backend import verify_batch_limit
+
         self._llama = llama
+        self._max_draft = (max_batch or verify_batch_limit()) - 1
         self.mode = mode
         self._drafters = list(drafters)
         self._is_cancelled = is_cancelled
@@ -469,7 +480,7 @@ class SpeculativeDecoder:
             if isinstance(drafter, DraftModel):
                 drafter.costs = self.costs
         self._lookup = next((d for d in self._drafters if isinstance(d, PromptLookup)), None)
-        self._batch = llama_cpp.llama_batch_init(MAX_DRAFT_TOKENS + 1, 0, 1)
+        self._batch = llama_cpp.llama_batch_init(self._max_draft + 1, 0, 1)
         self._decode = llama_cpp.llama_decode
 
     def warm(self, prompt: Sequence[int]) -> None:
@@ -544,7 +555,7 @@ class SpeculativeDecoder:
         kept draft tokens, then one sampled token), or None when cancelled."""
         if self._is_cancelled():
             return None
-        room = min(room - 1, self._llama.n_ctx() - len(history) - 1, MAX_DRAFT_TOKENS)
+        room = min(room - 1, self._llama.n_ctx() - len(history) - 1, self._max_draft)
         drafter, draft = self._draft(history, max(room, 0))
         start = len(history) - 1
         batch = [history[-1], *draft]

@@ -1,7 +1,8 @@
 """Our patch to llama.cpp's x86 Q4_K kernels (hybrid_llm/llm/engine_patch.py).
 
 The patch is what lets speculative decoding verify drafts with repacked weights and still give
-plain decoding's answer: a row multiplied in a batch of four must get the bits it gets alone.
+plain decoding's answer: a row multiplied in a batch of four or sixteen must get the bits it gets
+alone.
 The kernel test calls the installed engine's own kernels (exported by libggml-cpu) on random
 weights and activations; the source tests check that a source the patch was not written for
 is refused in one line rather than patched in the wrong place.
@@ -58,7 +59,10 @@ def _engine_libraries() -> tuple[ctypes.CDLL, ctypes.CDLL]:
 
 
 @pytest.mark.skipif(not {"avx2", "fma"} <= cpu_flags(), reason="the patched kernels are the AVX2 ones")
-def test_a_repacked_q4_k_row_gets_the_same_bits_alone_and_in_a_batch_of_four():
+@pytest.mark.parametrize("rows", [4, 16], ids=["four-row kernel", "sixteen-row kernel"])
+def test_a_repacked_q4_k_row_gets_the_same_bits_alone_and_in_a_batch(rows: int):
+    """The four-row kernel serves batches of 4-15 rows, the sixteen-row one batches of 16: both
+    must round a row as the one-row kernel does (speculative decoding verifies up to 16 rows)."""
     base, cpu = _engine_libraries()
     pointer, size = ctypes.c_void_p, ctypes.c_int
     base.quantize_row_q8_K_ref.argtypes = [pointer, pointer, ctypes.c_int64]
@@ -75,15 +79,16 @@ def test_a_repacked_q4_k_row_gets_the_same_bits_alone_and_in_a_batch_of_four():
     scales = (rng.random((outputs // 8, blocks, 16)) * 0.01).astype(np.float16)
     weights[:, :, :32] = scales.view(np.uint8).reshape(outputs // 8, blocks, 32)  # sane d and dmin
     for _ in range(20):
-        rows = (rng.standard_normal((4, n)) * rng.choice([0.1, 1.0, 10.0], size=(4, 1))).astype(np.float32)
-        rows[:, rng.integers(0, n, 5)] *= 20  # the outliers real activations have
-        alone = np.zeros((4, outputs), np.float32)
-        for row in range(4):
+        batch = (rng.standard_normal((rows, n)) * rng.choice([0.1, 1.0, 10.0], size=(rows, 1))).astype(np.float32)
+        batch[:, rng.integers(0, n, 5)] *= 20  # the outliers real activations have
+        alone = np.zeros((rows, outputs), np.float32)
+        for row in range(rows):
             quantized = np.zeros(blocks * Q8_K_BLOCK, np.uint8)
-            base.quantize_row_q8_K_ref(rows[row].ctypes.data, quantized.ctypes.data, n)
+            base.quantize_row_q8_K_ref(batch[row].ctypes.data, quantized.ctypes.data, n)
             gemv(n, alone[row].ctypes.data, outputs, weights.ctypes.data, quantized.ctypes.data, 1, outputs)
-        quantized = np.zeros(blocks * Q8_K_X4_BLOCK, np.uint8)
-        quantize_4_rows(rows.ctypes.data, quantized.ctypes.data, 4, n)
-        together = np.zeros((4, outputs), np.float32)
-        gemm(n, together.ctypes.data, outputs, weights.ctypes.data, quantized.ctypes.data, 4, outputs)
-        assert np.array_equal(alone, together), "a row in a batch of 4 rounds otherwise than alone: is the patch in?"
+        quantized = np.zeros((rows // 4, blocks * Q8_K_X4_BLOCK), np.uint8)  # groups of 4 rows, one after another
+        for group in range(rows // 4):
+            quantize_4_rows(batch[group * 4:].ctypes.data, quantized[group].ctypes.data, 4, n)
+        together = np.zeros((rows, outputs), np.float32)
+        gemm(n, together.ctypes.data, outputs, weights.ctypes.data, quantized.ctypes.data, rows, outputs)
+        assert np.array_equal(alone, together), f"a row in a batch of {rows} rounds otherwise than alone: is the patch in?"

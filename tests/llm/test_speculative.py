@@ -15,7 +15,7 @@ import pytest
 from hybrid_llm.config import REPO_ROOT
 from hybrid_llm.llm import speculative
 from hybrid_llm.llm.llama_cpp_backend import (BATCH_INVARIANT_SETTINGS, PATCHED_ENGINE_SETTINGS, LlamaCppBackend,
-                                              kernel_settings, load_llama, settings_exact)
+                                              kernel_settings, load_llama, settings_exact, verify_batch_limit)
 from hybrid_llm.llm.models import draft_model_path
 from hybrid_llm.llm.prompt import SYSTEM_PROMPT
 from hybrid_llm.llm.speculative import PromptLookup, Sampling, SpeculativeDecoder
@@ -89,6 +89,23 @@ def test_auto_does_not_draft_where_the_smoke_test_found_batch_logits_differ(tmp_
     assert speculative.drafter_names("lookup", True) == ("lookup",), "an explicit mode is the user's choice"
 
 
+def test_batches_are_as_long_as_the_install_measured_them_exact(tmp_path, monkeypatch):
+    """16 rows where the install's check measured that size exact (our engine patch), 7 where it
+    recorded no size: a check from before there were two, or none at all."""
+    from dataclasses import asdict
+
+    from hybrid_llm.llm import engine_build
+
+    record = tmp_path / "engine.json"
+    monkeypatch.setattr(engine_build, "record_path", lambda: record)
+    assert verify_batch_limit() == speculative.SHORT_VERIFY_BATCH, "no record"
+    measured = engine_build.EngineRecord("native", "compiled for this CPU", "first choice")
+    for smoke, rows in (({"batch_check_rows": 16}, 16), ({"batch_check_rows": 7}, 7), ({}, 7)):
+        measured.smoke = {"ok": True, "batch_logit_difference": 0.0, **smoke}
+        record.write_text(json.dumps(asdict(measured)))
+        assert verify_batch_limit() == rows, smoke
+
+
 @pytest.fixture(scope="module")
 def draft_file() -> Path | None:
     return draft_model_path()
@@ -129,13 +146,14 @@ def by_mode(backend: LlamaCppBackend, draft_file) -> dict[str, SpeculativeDecode
 @pytest.mark.slow
 def test_a_position_gets_the_same_logits_in_a_batch_as_alone(backend: LlamaCppBackend):
     """What makes speculation exact: with the backend's kernel settings a position decoded in a
-    batch of up to MAX_VERIFY_BATCH gets bit-identical logits to one decoded alone, also after
-    512 cached tokens (llama.cpp's defaults differ by up to 0.70 here; bench/kernels_bench.py)."""
+    batch of up to the verified size (16 rows with our engine patch, which the install measured)
+    gets bit-identical logits to one decoded alone, also after 512 cached tokens (llama.cpp's
+    defaults differ by up to 0.70 here; bench/kernels_bench.py)."""
     llama = backend._llama
     module = (REPO_ROOT / "hybrid_llm" / "llm" / "models.py").read_text()[:3000]
     tokens = speculative.ChatPrompt(llama).tokens(messages(f"```python\n{module}\n```\nSummarise this."))
     assert len(tokens) > 600, "long enough for llama.cpp's split attention path (512+ cached tokens)"
-    size = speculative.MAX_VERIFY_BATCH
+    size = verify_batch_limit()
     context, follow = tokens[:-size], tokens[-size:]
     llama.reset()
     llama.eval(context)
