@@ -17,6 +17,13 @@ import numpy as np
 from hybrid_llm.errors import UserError
 
 _PAGE = 5000
+# How widely Chroma's approximate-neighbour graph (HNSW) is searched and built. At Chroma's
+# default of 100 for both, a search returned 94 % of the true 40 nearest of pygments' 3,779
+# chunks for its benchmark queries; at 400 for both 99.8 %, in the same ~3 ms per query.
+# Searching wider finds what the embedder ranks first: hybrid hit@5 on pygments 0.696 -> 0.713
+# with the code embedder, MiniLM's dense hit@5 0.569 -> 0.602 (bench/retrieval_bench.py).
+SEARCH_BREADTH = 400
+BUILD_BREADTH = 400
 
 
 def collection_name(index_name: str) -> str:
@@ -58,9 +65,13 @@ class VectorStore:
             raise UserError(f"cannot reach the Chroma server at {url}: {exc}") from None
 
     def _open_collection(self):
-        return self._client.get_or_create_collection(
-            self._name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+        collection = self._client.get_or_create_collection(
+            self._name, embedding_function=None,
+            configuration={"hnsw": {"space": "cosine", "ef_search": SEARCH_BREADTH,
+                                    "ef_construction": BUILD_BREADTH}},
         )
+        _widen_search(collection)
+        return collection
 
     def upsert(self, ids: list[str], embeddings: np.ndarray) -> None:
         step = self._client.get_max_batch_size()
@@ -104,6 +115,19 @@ class VectorStore:
         """Drop every vector (a rebuild, or vectors from another embedding model)."""
         self._client.delete_collection(self._name)
         self._collection = self._open_collection()
+
+
+def _widen_search(collection) -> None:
+    """An existing collection keeps the configuration it was made with; one made with a
+    narrower search is searched with SEARCH_BREADTH from the next time it is opened (Chroma
+    applies a changed configuration when it loads the graph). Its graph stays as built."""
+    hnsw = (collection.configuration_json or {}).get("hnsw") or {}
+    if hnsw.get("ef_search", SEARCH_BREADTH) >= SEARCH_BREADTH:
+        return
+    try:
+        collection.modify(configuration={"hnsw": {"ef_search": SEARCH_BREADTH}})
+    except Exception:  # noqa: BLE001 - a server that cannot change it still searches as before
+        pass
 
 
 def _settings():
