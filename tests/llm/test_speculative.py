@@ -48,6 +48,23 @@ def test_prompt_lookup_prefers_a_longer_match_to_a_more_recent_shorter_one():
     assert lookup.propose(3) == [50, 51, 70]
 
 
+def test_wrong_guesses_from_short_matches_do_not_stop_a_long_copy_from_being_drafted():
+    """A 2-token match (a common phrase) that keeps guessing wrong stops being drafted, while a
+    match of 4+ tokens, inside a block the answer copies, keeps its own acceptance rate."""
+    lookup = PromptLookup()
+    block = list(range(5, 17))
+    lookup.reset([*block, 90, 6, 7])
+    assert lookup.propose(3) == [8, 9, 10], "the continuation of the 2-token match (6, 7)"
+    for _ in range(20):
+        lookup.length.record(drafted=3, accepted=0)
+    costs = speculative.CostModel()
+    assert lookup.length.choose(3, costs) == (0, 1.0)
+    lookup.extend([9, 10, 11, 12])
+    draft = lookup.propose(15)
+    assert draft[:4] == [13, 14, 15, 16], "the continuation of the 4-token match (9, 10, 11, 12)"
+    assert lookup.length.choose(len(draft), costs)[0] > 0
+
+
 def test_draft_length_drops_to_zero_when_drafts_are_rejected():
     length = speculative.DraftLength(draft_token_cost=0.0)
     costs = speculative.CostModel()
