@@ -76,7 +76,9 @@ def test_draft_length_drops_to_zero_when_drafts_are_rejected():
     assert length.choose(8, costs) == (0, 1.0)
 
 
-def test_auto_does_not_draft_where_the_smoke_test_found_batch_logits_differ(tmp_path, monkeypatch):
+@pytest.fixture
+def record_smoke(tmp_path, monkeypatch):
+    """Writes the install's engine record with the given smoke-test fields (none until called)."""
     from dataclasses import asdict
 
     from hybrid_llm.llm import engine_build
@@ -84,6 +86,15 @@ def test_auto_does_not_draft_where_the_smoke_test_found_batch_logits_differ(tmp_
     record = tmp_path / "engine.json"
     monkeypatch.setattr(engine_build, "record_path", lambda: record)
     measured = engine_build.EngineRecord("native", "compiled for this CPU", "first choice")
+
+    def write(smoke: dict) -> None:
+        measured.smoke = {"ok": True, **smoke}
+        record.write_text(json.dumps(asdict(measured)))
+
+    return write
+
+
+def test_auto_does_not_draft_where_the_smoke_test_found_batch_logits_differ(record_smoke):
     measured_model, other_model = Path("models/measured.gguf"), Path("models/other.gguf")
     cases = [  # (any engine's settings, the patched engine's): auto's drafters, the kernels models load with
         ((0.0, 0.66), speculative.AUTO_DRAFTERS, BATCH_INVARIANT_SETTINGS),  # an engine without our patch
@@ -92,9 +103,8 @@ def test_auto_does_not_draft_where_the_smoke_test_found_batch_logits_differ(tmp_
         ((0.31, 0.66), (), BATCH_INVARIANT_SETTINGS),  # another CPU or build: auto must not draft
     ]
     for (plain, patched), drafters, kernels in cases:
-        measured.smoke = {"ok": True, "batch_logit_difference": plain, "patched_batch_logit_difference": patched,
-                          "batch_check_model": measured_model.name}
-        record.write_text(json.dumps(asdict(measured)))
+        record_smoke({"batch_logit_difference": plain, "patched_batch_logit_difference": patched,
+                      "batch_check_model": measured_model.name})
         assert speculative.drafter_names("auto", True) == drafters, (plain, patched)
         assert kernel_settings(measured_model) == kernels, (plain, patched)
         assert settings_exact(kernels) == bool(drafters), (plain, patched)
@@ -106,20 +116,12 @@ def test_auto_does_not_draft_where_the_smoke_test_found_batch_logits_differ(tmp_
     assert speculative.drafter_names("lookup", True) == ("lookup",), "an explicit mode is the user's choice"
 
 
-def test_batches_are_as_long_as_the_install_measured_them_exact(tmp_path, monkeypatch):
+def test_batches_are_as_long_as_the_install_measured_them_exact(record_smoke):
     """16 rows where the install's check measured that size exact (our engine patch), 7 where it
     recorded no size: a check from before there were two, or none at all."""
-    from dataclasses import asdict
-
-    from hybrid_llm.llm import engine_build
-
-    record = tmp_path / "engine.json"
-    monkeypatch.setattr(engine_build, "record_path", lambda: record)
     assert verify_batch_limit() == speculative.SHORT_VERIFY_BATCH, "no record"
-    measured = engine_build.EngineRecord("native", "compiled for this CPU", "first choice")
     for smoke, rows in (({"batch_check_rows": 16}, 16), ({"batch_check_rows": 7}, 7), ({}, 7)):
-        measured.smoke = {"ok": True, "batch_logit_difference": 0.0, **smoke}
-        record.write_text(json.dumps(asdict(measured)))
+        record_smoke({"batch_logit_difference": 0.0, **smoke})
         assert verify_batch_limit() == rows, smoke
 
 
